@@ -49,7 +49,7 @@ def load_weights_file(path) -> dict:
                              "Save one with `safetensors.torch.save_file(model.state_dict(), path)`.") from None
     try: sd = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        if 'weights_only' in str(e) or 'Unsupported global' in str(e):
+        if 'Unsupported global' in str(e) or 'GLOBAL' in str(e):
             raise ValueError(f"Weights file {str(path)!r} contains Python objects besides tensors, and recipekit never unpickles them. "
                              "Save only the state dict: `torch.save(model.state_dict(), path)`, or use safetensors.") from None
         raise ValueError(f"Weights file {str(path)!r} is not a torch or safetensors file ({type(e).__name__}: {e}).") from None
