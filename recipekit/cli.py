@@ -59,7 +59,7 @@ def train(args, log=print) -> dict:
     log(f"train: {recipe.arch} at {recipe.size}px, {len(dls.train_ds)} train / {len(dls.valid_ds)} valid images, "
         f"{recipe.freeze_epochs} frozen + {recipe.epochs} unfrozen epochs, {learn.recipe.precision}, weights from {learn.model.weights_source}")
     tty = sys.stdout.isatty()
-    elog = EpochLog(run_dir/'metrics.csv', log=None if tty else log)
+    elog = EpochLog(run_dir/'metrics.csv', echo=None if tty else log)
     learn.add_cb(elog)
     if tty: learn.fit_recipe()
     else:
@@ -74,8 +74,10 @@ def _median_short_side(paths, n:int=64):
     from PIL import Image
     sides = []
     for p in list(paths)[::max(1, len(paths)//n)][:n]:
-        with Image.open(p) as im: sides.append(min(im.size))
-    return float(sorted(sides)[len(sides)//2])
+        try:
+            with Image.open(p) as im: sides.append(min(im.size))
+        except Exception: continue  # unusable files are reported by the image check that follows
+    return float(sorted(sides)[len(sides)//2]) if sides else 224.
 
 # %% ../nbs/70_cli.ipynb #1e09d1e6
 def main(argv=None) -> int:

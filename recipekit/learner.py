@@ -10,6 +10,7 @@ import warnings
 import torch, timm
 from torch import nn
 from fastcore.basics import patch, store_attr
+from fastcore.foundation import L
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.data.transforms import Normalize
@@ -33,8 +34,11 @@ def timm_groups(model:nn.Module, coarse:bool=True) -> list:
                          "Use a timm model, or pass your own `splitter` to fastai's `Learner`.")
     groups = list(group_parameters(model, model.group_matcher(coarse=coarse)).values())
     head = {n for n, _ in model.get_classifier().named_parameters(prefix=model.pretrained_cfg.get('classifier', ''))}
+    last = max(i for i, g in enumerate(groups) if head & set(g)) if any(head & set(g) for g in groups) else None
     groups = [[n for n in g if n not in head] for g in groups]
-    return [g for g in groups if g] + [sorted(head)]
+    if last is not None and last == len(groups)-1: groups[-1] += sorted(head)  # timm's last group holds the classifier
+    else: groups.append(sorted(head))
+    return [g for g in groups if g]
 
 # %% ../nbs/30_learner.ipynb #85ffcf88
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
@@ -104,7 +108,7 @@ def _set_normalize(dls, mean, std, arch):
             warnings.warn(f"The data loaders normalize with mean={t.mean.flatten().tolist()}, std={t.std.flatten().tolist()}, but the "
                           f"pretrained weights of {arch} expect mean={list(mean)}, std={list(std)}. recipekit uses the backbone's "
                           "statistics; remove your Normalize to silence this.")
-        if tfms: dl.after_batch.fs = [t for t in dl.after_batch.fs if not isinstance(t, Normalize)]
+        if tfms: dl.after_batch.fs = L(t for t in dl.after_batch.fs if not isinstance(t, Normalize))
     dls.add_tfms([Normalize.from_stats(mean, std)], 'after_batch')
 
 # %% ../nbs/30_learner.ipynb #cb8397a4

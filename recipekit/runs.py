@@ -40,21 +40,24 @@ def new_run_dir(name:str, # data set name, the last part of the folder name
 
 # %% ../nbs/60_runs.ipynb #ddad02ac
 class EpochLog(Callback):
-    "Collect one row per epoch across fits (frozen and unfrozen stages), write them to `fname`, and pass a line to `log`"
+    "Collect one row per epoch across fits (frozen and unfrozen stages), write them to `fname`, and pass a line to `echo`"
     order = 61 # after the `Recorder`
-    def __init__(self, fname=None, log=None): store_attr(); self.rows = []
+    def __init__(self, fname=None, echo=None): store_attr(); self.rows = []
     def before_fit(self):
         self.stage = 'frozen' if any(not o[0].requires_grad for o in self.opt.all_params()) else 'unfrozen'
         self.t0 = time.time()
+    def before_epoch(self): self.n_train = 0
+    def after_batch(self):
+        if self.training: self.n_train += 1
     def after_epoch(self):
-        names = [str(n) for n in self.recorder.metric_names[1:-1]]
-        vals = dict(zip(names, self.recorder.log[1:len(names)+1]))
-        row = dict(epoch=len(self.rows), stage=self.stage, **{k: float(v) for k, v in vals.items() if v is not None},
+        if not getattr(self, 'n_train', 0): return  # `validate` and `get_preds` also send this event, with no training batch
+        vals = {str(k): v for k, v in zip(self.recorder.metric_names, self.recorder.log) if str(k) not in ('epoch', 'time')}
+        row = dict(epoch=len(self.rows), stage=self.stage, **{k: float(v) for k, v in vals.items() if isinstance(v, (int, float))},
                    lr=float(self.opt.hypers[-1]['lr']), seconds=round(time.time()-self.t0, 1))
         self.t0 = time.time()
         self.rows.append(row)
         if self.fname: pd.DataFrame(self.rows).to_csv(self.fname, index=False)
-        if self.log: self.log(format_epoch(row))
+        if self.echo: self.echo(format_epoch(row))
 
 def format_epoch(row:dict) -> str:
     "One console line for an epoch `row` of `EpochLog`"

@@ -6,7 +6,7 @@ Docs: https://recipekit.github.io/recipekit/weights.html.md"""
 
 # %% ../nbs/00_weights.ipynb #e0b19ad0
 from __future__ import annotations
-import difflib, importlib
+import difflib, importlib, os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -90,8 +90,10 @@ def hub_cache_file(arch:str) -> Path|None:
     if cfg is None: return None
     if cfg.hf_hub_id:
         from huggingface_hub import try_to_load_from_cache
+        env = os.environ  # read now, not when huggingface_hub was imported
+        cache = env.get('HF_HUB_CACHE') or (str(Path(env['HF_HOME'])/'hub') if env.get('HF_HOME') else None)
         for fn in ('model.safetensors', 'pytorch_model.bin'):
-            try: p = try_to_load_from_cache(cfg.hf_hub_id, fn)
+            try: p = try_to_load_from_cache(cfg.hf_hub_id, fn, cache_dir=cache)
             except Exception: p = None  # a malformed cache folder is the same as no cache
             if isinstance(p, str) and Path(p).is_file(): return Path(p)
     if cfg.url:

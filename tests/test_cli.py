@@ -47,7 +47,7 @@ def test_train_writes_a_new_run_folder_each_time(tmp_path, capsys, monkeypatch):
     assert len(runs) == 2 and runs[0].name.endswith('-colours')
     for r in runs: assert (r/'model.safetensors').is_file() and (r/'top_losses.png').is_file()
     info = json.loads((runs[0]/'recipe.json').read_text())
-    assert info['recipe']['size'] == 32 and info['layout'] == 'class-folders' and info['n_valid'] == 3
+    assert info['recipe']['size'] == 32 and info['layout'] == 'class-folders' and info['n_valid'] == 2
     assert any('set by the user' in r for r in info['recipe']['reasons'])
 
 def test_recipe_file_round_trip(tmp_path, capsys, monkeypatch):

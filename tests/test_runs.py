@@ -10,7 +10,7 @@ def test_run_folder_contract(tmp_path):
     learn = recipe_learner(dls, recipe=Recipe(arch='tf_efficientnet_lite0', size=32, bs=4, freeze_epochs=1, epochs=1))
     run = new_run_dir('colours', tmp_path/'runs')
     log = []
-    elog = EpochLog(run/'metrics.csv', log=log.append); learn.add_cb(elog)
+    elog = EpochLog(run/'metrics.csv', echo=log.append); learn.add_cb(elog)
     with learn.no_bar(), learn.no_logging(): learn.fit_recipe()
     res = save_run(learn, run, elog.rows, k=3)
     names = {p.name for p in run.iterdir()}
