@@ -143,7 +143,7 @@ def save_run(learn, # a trained `Learner` from `recipe_learner`
     from sklearn.metrics import confusion_matrix
     run_dir = Path(run_dir); vocab = list(learn.dls.vocab)
     save_weights(learn.model, run_dir/'model.safetensors', arch=learn.recipe.arch, vocab=vocab)
-    probs, targs = learn.get_preds(dl=learn.dls.valid)
+    with learn.no_bar(): probs, targs = learn.get_preds(dl=learn.dls.valid)
     probs, targs = probs.float(), targs.long()
     acc = float((probs.argmax(1) == targs).float().mean())
     info = dict(recipe=learn.recipe.to_dict(), vocab=vocab, accuracy=acc, **(settings or {}),
