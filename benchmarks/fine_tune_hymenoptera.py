@@ -30,7 +30,7 @@ def fastai_arm(arch, size, seed, epochs, freeze_epochs=1):
     full.load_state_dict(match_state_dict(sd, full))
     body.load_state_dict({k: v for k, v in full.state_dict().items() if k in body.state_dict()})
     with learn.no_bar(), learn.no_logging(): learn.fine_tune(epochs, freeze_epochs=freeze_epochs)
-    return learn.validate()[1]
+    with learn.no_bar(): return learn.validate()[1]
 
 def recipekit_arm(seed):
     src = read_source(DATA)
@@ -38,7 +38,7 @@ def recipekit_arm(seed):
     dls = image_dataloaders(src, size=recipe.size, bs=recipe.bs, seed=seed, min_scale=recipe.min_scale, flip=recipe.flip, crop_pct=recipe.crop_pct)
     learn = recipe_learner(dls, recipe=recipe)
     with learn.no_bar(), learn.no_logging(): learn.fit_recipe()
-    return learn.validate()[1], recipe
+    with learn.no_bar(): return learn.validate()[1], recipe
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -7,6 +7,7 @@ Docs: https://recipekit.github.io/recipekit/learner.html.md"""
 # %% ../nbs/30_learner.ipynb #06aa87c8
 from __future__ import annotations
 import warnings
+from functools import partial
 import torch, timm
 from torch import nn
 from fastcore.basics import patch, store_attr
@@ -24,7 +25,7 @@ from .recipe import Recipe
 
 # %% auto #0
 __all__ = ['NORM_TYPES', 'timm_groups', 'norm_modules', 'FrozenNorm', 'bf16_supported', 'resolve_precision', 'Precision',
-           'recipe_learner']
+           'split_by_names', 'recipe_learner']
 
 # %% ../nbs/30_learner.ipynb #d2f810b7
 def timm_groups(model:nn.Module, coarse:bool=True) -> list:
@@ -112,6 +113,12 @@ def _set_normalize(dls, mean, std, arch):
     dls.add_tfms([Normalize.from_stats(mean, std)], 'after_batch')
 
 # %% ../nbs/30_learner.ipynb #cb8397a4
+def split_by_names(model:nn.Module, names:list) -> list:
+    "fastai splitter: the parameters of `model` in the groups of parameter `names`"
+    params = dict(model.named_parameters())
+    return [[params[n] for n in g] for g in names]
+
+# %% ../nbs/30_learner.ipynb #6d938255
 def recipe_learner(dls, # fastai `DataLoaders` of images and one category per image
                    arch:str|None=None, # timm architecture; default: the recipe's
                    recipe:Recipe|None=None, # the recipe to apply; default: `Recipe()`
@@ -141,12 +148,11 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     names = timm_groups(model, coarse)
     frozen_norm = recipe.norm_policy == 'frozen' and pretrained
     if frozen_norm:
-        head_prefix = model.pretrained_cfg.get('classifier', None)
-        for _, m in norm_modules(model, skip_prefix=head_prefix): m.requires_grad_(False)
-    params = dict(model.named_parameters())
-    groups = [[params[n] for n in g if params[n].requires_grad] for g in names]
-    groups = [g for g in groups if g]
-    splitter = lambda m: groups
+        frozen = set()
+        for n, m in norm_modules(model, skip_prefix=model.pretrained_cfg.get('classifier', None)):
+            m.requires_grad_(False); frozen |= {f"{n}.{k}" for k, _ in m.named_parameters()}
+        names = [g for g in ([n for n in g if n not in frozen] for g in names) if g]
+    splitter = partial(split_by_names, names=names)
 
     loss = LabelSmoothingCrossEntropyFlat(eps=recipe.label_smoothing) if recipe.label_smoothing else CrossEntropyLossFlat()
     precision = resolve_precision(recipe.precision, dls.device.type if dls.device is not None else 'cpu')
@@ -157,7 +163,7 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     learn.recipe = recipe.replace(precision=precision)
     return learn
 
-# %% ../nbs/30_learner.ipynb #6d938255
+# %% ../nbs/30_learner.ipynb #b327a5b5
 @patch
 def fit_recipe(self:Learner, epochs:int|None=None, freeze_epochs:int|None=None):
     "Train with the plan of `self.recipe`: fastai's `fine_tune` with the recipe's epochs and learning rates"

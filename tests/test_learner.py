@@ -98,3 +98,19 @@ def test_bad_arguments(dls):
     with pytest.raises(TypeError, match='`recipe` must be a recipekit Recipe'): recipe_learner(dls, recipe={'arch': 'x'})
     with pytest.raises(ValueError, match='Unknown architecture'): recipe_learner(dls, 'resnet_18')
     with pytest.raises(ValueError, match='No pretrained weights'): recipe_learner(dls, 'vit_huge_patch14_224')
+
+def test_optimizer_keeps_frozen_groups_when_recreated(dls):
+    learn = recipe_learner(dls, recipe=TINY)
+    learn.freeze()
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, reset_opt=True)  # optimizer rebuilt while the body is frozen
+    learn.unfreeze()
+    in_opt = {id(o[0]) for o in learn.opt.all_params()}
+    norm = {id(p) for m in learn.model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
+    every = {id(p) for p in learn.model.parameters()}
+    assert in_opt == every - norm  # body convs are back; only the frozen norm layers stay out
+    assert all(o[0].requires_grad for o in learn.opt.all_params())
+
+def test_learner_exports(dls, tmp_path):
+    learn = recipe_learner(dls, recipe=TINY)
+    learn.export(tmp_path/'learn.pkl')
+    assert (tmp_path/'learn.pkl').stat().st_size > 1_000_000
