@@ -23,7 +23,7 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 class Recipe:
     "Every choice of a training run, serializable to JSON"
     arch:str = 'tf_efficientnet_lite2' # timm architecture
-    size:int = 224 # training and validation image side in pixels
+    size:int = 260 # training and validation image side in pixels (lite2's pretrained input size)
     pretrained:bool = True # start from ImageNet weights found offline
     weights:str|None = None # explicit weights file instead of the offline search
     bs:int = 32 # batch size
@@ -91,7 +91,7 @@ def choose_recipe(n_train:int, # training images
                    reasons=[f"tiny images (median short side {short_side:.0f} px): lite0 at 64 px, no flips, trainable norm layers, 5 unfrozen epochs"])
     elif per_class <= 500:
         r = Recipe(freeze_epochs=4, epochs=0, min_scale=0.5,
-                   reasons=[f"small data ({per_class:.0f} training images per class): lite2 at 224 px, the head trained for 4 epochs "
+                   reasons=[f"small data ({per_class:.0f} training images per class): lite2 at its pretrained 260 px, the head trained for 4 epochs "
                             "on the frozen body with frozen batch-norm statistics; unfreezing the body lowered accuracy on such data"])
     else:
         r = Recipe(arch='tf_efficientnet_lite0', size=160, freeze_epochs=1, epochs=4, lr=4e-3, lr_mult=10, norm_policy='train',
