@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse, json, os, sys, time, warnings
 from pathlib import Path
 
-from .data import read_source, image_dataloaders, digits_folder
-from .recipe import Recipe, choose_recipe
-from .learner import recipe_learner
-from .runs import new_run_dir, EpochLog, save_run
+
+def _imports():
+    "recipekit's modules, imported on first use so that `--help` is instant and torch's import-time deprecation warnings stay hidden"
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', category=FutureWarning)
+        from recipekit import data, recipe, learner, runs
+    return data, recipe, learner, runs
 
 # %% auto #0
 __all__ = ['train', 'main']
@@ -42,29 +45,35 @@ def _parser():
 def train(args, log=print) -> dict:
     "Run `recipekit train` with parsed `args`; returns the final figures and the run folder"
     t0 = time.time()
-    data = Path(args.data) if args.data else digits_folder()
-    src = read_source(data, label_col=args.label_col)
+    D, R, L, U = _imports()
+    data = Path(args.data) if args.data else D.digits_folder()
+    src = D.read_source(data, label_col=args.label_col)
     overrides = {k: v for k, v in dict(arch=args.arch, weights=args.weights, size=args.size, epochs=args.epochs, freeze_epochs=args.freeze_epochs,
                                        lr=args.lr, bs=args.bs, seed=args.seed).items() if v is not None}
     if args.no_pretrained: overrides['pretrained'] = False
-    n_train = int((~src.df.is_valid.astype(bool)).sum()) if src.df.is_valid.notna().all() else int(len(src.df)*0.8)
-    if args.recipe: recipe = Recipe.load(args.recipe).replace(**overrides)
-    else: recipe = choose_recipe(n_train, len(src.classes), short_side=_median_short_side(src.df.path), **overrides)
+    n_train = int((~D.split_source(src, R.Recipe.valid_pct, args.seed or 0)).sum())
+    if args.recipe:
+        recipe = R.Recipe.load(args.recipe).replace(**overrides)
+        recipe.reasons = [f"loaded from {args.recipe}"] + ([f"set by the user: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}"] if overrides else [])
+    else: recipe = R.choose_recipe(n_train, len(src.classes), short_side=_median_short_side(src.df.path), **overrides)
+    if recipe.bs > n_train:
+        recipe = recipe.replace(bs=max(n_train, 1))
+        recipe.reasons.append(f"batch size lowered to the {n_train} training images")
     log(f"data: {data} ({src.layout}, {len(src.df)} images, {len(src.classes)} classes)")
     for r in recipe.reasons: log(f"recipe: {r}")
-    dls = image_dataloaders(src, size=recipe.size, bs=recipe.bs, valid_pct=recipe.valid_pct, seed=recipe.seed,
+    dls = D.image_dataloaders(src, size=recipe.size, bs=recipe.bs, valid_pct=recipe.valid_pct, seed=recipe.seed,
                             min_scale=recipe.min_scale, flip=recipe.flip, crop_pct=recipe.crop_pct)
-    learn = recipe_learner(dls, recipe=recipe)
-    run_dir = new_run_dir(src.name, args.out)
+    learn = L.recipe_learner(dls, recipe=recipe)
+    run_dir = U.new_run_dir(src.name, args.out)
     log(f"train: {recipe.arch} at {recipe.size}px, {len(dls.train_ds)} train / {len(dls.valid_ds)} valid images, "
         f"{recipe.freeze_epochs} frozen + {recipe.epochs} unfrozen epochs, {learn.recipe.precision}, weights from {learn.model.weights_source}")
     tty = sys.stdout.isatty()
-    elog = EpochLog(run_dir/'metrics.csv', echo=None if tty else log)
+    elog = U.EpochLog(run_dir/'metrics.csv', echo=None if tty else log)
     learn.add_cb(elog)
     if tty: learn.fit_recipe()
     else:
         with learn.no_bar(), learn.no_logging(): learn.fit_recipe()
-    res = save_run(learn, run_dir, elog.rows, settings=dict(data=str(data), layout=src.layout, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds)))
+    res = U.save_run(learn, run_dir, elog.rows, settings=dict(data=str(data), layout=src.layout, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds)))
     dt = time.time() - t0
     log(f"done: accuracy {res['accuracy']*100:.1f}% on {res['n_valid']} validation images in {dt:.0f}s")
     log(f"run folder: {run_dir}  ({', '.join(sorted(p.name for p in run_dir.iterdir()))})")

@@ -6,7 +6,7 @@ Docs: https://recipekit.github.io/recipekit/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #60e5895f
 from __future__ import annotations
-import os
+import os, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,17 @@ def _folder_items(folder:Path, split:str|None):
     return df
 
 # %% ../nbs/02_data.ipynb #7d5769e3
+_TRUE, _FALSE = {'true', '1', 'yes', 't', 'y'}, {'false', '0', 'no', 'f', 'n'}
+
+def _bool_column(col:pd.Series, fn) -> pd.Series:
+    "`col` as booleans, accepting True/False, 1/0 and yes/no in any case; anything else raises"
+    if col.dtype == bool: return col
+    txt = col.astype(str).str.strip().str.lower()
+    bad = sorted(set(txt[~txt.isin(_TRUE | _FALSE)]))
+    if bad: raise ValueError(f"Column `is_valid` of {str(fn)!r} must hold True/False (or 1/0, yes/no), got {bad[:5]}. Fix those values.")
+    return txt.isin(_TRUE)
+
+# %% ../nbs/02_data.ipynb #ca682180
 def read_source(source, # a folder (train/valid subfolders or class folders) or a CSV with `path,label[,is_valid]`
                 label_col:str='label', # CSV column holding the label
                ) -> ImageSource:
@@ -68,12 +79,16 @@ def read_source(source, # a folder (train/valid subfolders or class folders) or 
     if not root.exists(): raise ValueError(f"Data path {str(root)!r} does not exist. Check the spelling, or pass a folder of class folders or a CSV file.")
     if root.is_file():
         if root.suffix.lower() != '.csv': raise ValueError(f"Data path {str(root)!r} is a file but not a CSV. Pass a folder of class folders, or a CSV with columns path,label[,is_valid].")
-        df = pd.read_csv(root)
-        missing_cols = [c for c in ('path', label_col) if c not in df.columns]
-        if missing_cols: raise ValueError(f"CSV {str(root)!r} lacks the column(s) {missing_cols}; it has {list(df.columns)}. "
-                                          f"It needs `path` and `{label_col}` (pass `label_col` to use another column).")
-        df = pd.DataFrame({'path': [root.parent/p for p in df['path']], 'label': df[label_col].astype(str),
-                           'is_valid': df['is_valid'].astype(bool) if 'is_valid' in df.columns else None})
+        try: raw = pd.read_csv(root)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise ValueError(f"CSV {str(root)!r} cannot be read as a table ({type(e).__name__}: {e}). It needs a header row `path,label[,is_valid]` and one row per image.") from None
+        missing_cols = [c for c in ('path', label_col) if c not in raw.columns]
+        if missing_cols: raise ValueError(f"CSV {str(root)!r} lacks the column(s) {missing_cols}; it has {list(raw.columns)}. "
+                                          f"It needs `path` and `{label_col}` (pass `label_col` / --label-col to use another column).")
+        empty = raw.index[raw[label_col].isna() | raw['path'].isna()]
+        if len(empty): raise ValueError(f"{len(empty)} rows of {str(root)!r} have an empty `path` or `{label_col}`, first: line {empty[0]+2}. Fill them in or drop those rows.")
+        df = pd.DataFrame({'path': [root.parent/p for p in raw['path']], 'label': raw[label_col].astype(str),
+                           'is_valid': _bool_column(raw['is_valid'], root) if 'is_valid' in raw.columns else None})
         gone = [p for p in df.path if not Path(p).is_file()]
         if gone: raise ValueError(f"{len(gone)} of {len(df)} rows of {str(root)!r} point at missing files, first: {str(gone[0])!r}. "
                                   "Fix the paths (they are relative to the CSV's folder) or drop those rows.")
@@ -81,6 +96,9 @@ def read_source(source, # a folder (train/valid subfolders or class folders) or 
     elif not root.is_dir(): raise ValueError(f"Data path {str(root)!r} is neither a folder nor a CSV file.")
     else:
         vdir = _valid_dir(root)
+        if (root/'train').is_dir() and vdir is None and _class_dirs(root) == [root/'train']:
+            raise ValueError(f"Data folder {str(root)!r} has train/ but no valid/ or val/ folder. Add one with the same class folders, "
+                             "or put the class folders directly in the data folder for a seeded random split.")
         if (root/'train').is_dir() and vdir is not None:
             df = pd.concat([_folder_items(root/'train', 'train'), _folder_items(vdir, 'valid')], ignore_index=True)
             src = ImageSource(df, 'split-folders', root)
@@ -89,7 +107,7 @@ def read_source(source, # a folder (train/valid subfolders or class folders) or 
                 n_img = sum(1 for p in root.iterdir() if _is_image(p))
                 hint = (f" It holds {n_img} images directly: move them into one subfolder per class." if n_img else "")
                 raise ValueError(f"Data folder {str(root)!r} has no class folders.{hint} "
-                                 "Expected one subfolder per class (or train/ and valid/ holding them).")
+                                 "Expected one subfolder per class (or train/ and valid/ or val/ holding them).")
             src = ImageSource(_folder_items(root, None), 'class-folders', root)
     _check_classes(src)
     return src
@@ -104,7 +122,7 @@ def _check_classes(src:ImageSource):
         only_valid = sorted(set(classes) - tr)
         if only_valid: raise ValueError(f"Class(es) {only_valid} appear only in validation in {str(src.root)!r}. Add training images for them, or remove them from validation.")
 
-# %% ../nbs/02_data.ipynb #3adbdd0e
+# %% ../nbs/02_data.ipynb #6dd1e4f3
 def check_images(paths, # image files to decode
                  size:int=32, # decode JPEGs at reduced scale to this size: a check, not a full decode
                 ) -> list:
@@ -115,7 +133,7 @@ def check_images(paths, # image files to decode
         except ValueError as e: bad.append((Path(p), str(e)))
     return bad
 
-# %% ../nbs/02_data.ipynb #6dd1e4f3
+# %% ../nbs/02_data.ipynb #ba20f896
 def split_source(src:ImageSource, valid_pct:float=0.2, seed:int=0) -> np.ndarray:
     "Boolean validation mask: `src`'s own split, else a seeded split of `valid_pct` stratified by class"
     if src.df.is_valid.notna().all(): return src.df.is_valid.astype(bool).values
@@ -128,7 +146,7 @@ def split_source(src:ImageSource, valid_pct:float=0.2, seed:int=0) -> np.ndarray
     mask = np.zeros(len(idx), bool); mask[vi] = True
     return mask
 
-# %% ../nbs/02_data.ipynb #219400f9
+# %% ../nbs/02_data.ipynb #be182e70
 class ResizedCrop(RandTransform):
     "Random-resized crop of `size` when training; on validation, resize the short side to `size/crop_pct` and center-crop"
     split_idx, order = None, 1
@@ -161,7 +179,7 @@ class ResizedCrop(RandTransform):
         l, t = (nw-self.size)//2, (nh-self.size)//2
         return x.crop((l, t, l+self.size, t+self.size))
 
-# %% ../nbs/02_data.ipynb #7ce100e3
+# %% ../nbs/02_data.ipynb #e5560b69
 def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSource`
                       size:int=224, # training and validation image side in pixels
                       bs:int=32, # batch size
@@ -188,6 +206,11 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
                              f"First error: {bad[0][1]}\nReplace or delete them, then run again.")
     df = src.df.copy()
     df['is_valid'] = split_source(src, valid_pct, seed)
+    n_train = int((~df.is_valid).sum())
+    if n_train == 0: raise ValueError(f"No training images in {str(src.root)!r}: every item is in validation. Mark some rows `is_valid=False`.")
+    if bs > n_train:
+        warnings.warn(f"`bs`={bs} is larger than the {n_train} training images, so no full batch would be trained. Using bs={n_train}.")
+        bs = n_train
     tfms = [Flip()] if flip else []
     dblock = DataBlock(blocks=(RGBImageBlock(size=size), CategoryBlock(vocab=src.classes)),
                        get_x=ColReader('path'), get_y=ColReader('label'),
@@ -198,7 +221,7 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
     dls.source = src
     return dls
 
-# %% ../nbs/02_data.ipynb #1123a349
+# %% ../nbs/02_data.ipynb #e696dc0e
 def cache_dir() -> Path:
     "recipekit's cache folder: `$RECIPEKIT_CACHE`, default `~/.cache/recipekit`"
     return Path(os.environ.get('RECIPEKIT_CACHE', Path.home()/'.cache'/'recipekit')).expanduser()

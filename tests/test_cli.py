@@ -26,6 +26,10 @@ def _bad_weights(p):
     (lambda p: [str(make_colours(p/'c')), '--arch', 'tf_efficientnet_lite0'] + _bad_weights(p), 'Weights do not fit'),
     (lambda p: [str(make_colours(p/'c')), '--recipe', str(p/'none.json')], 'Recipe file .* does not exist'),
     (lambda p: [str(make_colours(p/'c')), '--epochs', '0', '--freeze-epochs', '0'], 'nothing would be trained'),
+    (lambda p: [str(make_colours(p/'c')), '--out', '/proc/recipekit-nope'] + FAST, 'Cannot create a run folder under'),
+    (lambda p: [str(make_folder(p/'t', {'a': 2, 'b': 2}, split='train'))], 'has train/ but no valid/ or val/ folder'),
+    (lambda p: [str((p/'z.csv').write_text('') or p/'z.csv')], 'cannot be read as a table'),
+    (lambda p: [str(make_colours(p/'c')), '--weights', str((p/'g.pth').write_bytes(bytes(range(256))*20) and p/'g.pth')] + FAST, 'could not be read as a state dict'),
 ])
 def test_bad_input_one_message_exit_2(tmp_path, capsys, monkeypatch, setup, msg):
     monkeypatch.chdir(tmp_path)
@@ -55,11 +59,27 @@ def test_recipe_file_round_trip(tmp_path, capsys, monkeypatch):
     data = make_colours(tmp_path/'colours', n=6)
     assert main(['train', str(data), '--out', 'a'] + FAST) == 0
     first = next((tmp_path/'a').iterdir())
-    (tmp_path/'r.json').write_text(json.dumps(json.loads((first/'recipe.json').read_text())['recipe']))
-    assert main(['train', str(data), '--out', 'b', '--recipe', str(tmp_path/'r.json')]) == 0
+    assert main(['train', str(data), '--out', 'b', '--recipe', str(first/'recipe.json')]) == 0  # a run's own recipe.json
     second = next((tmp_path/'b').iterdir())
     a, b = (json.loads((d/'recipe.json').read_text())['recipe'] for d in (first, second))
-    assert a == b
+    assert b['reasons'] == [f"loaded from {first/'recipe.json'}"]
+    assert {k: v for k, v in a.items() if k != 'reasons'} == {k: v for k, v in b.items() if k != 'reasons'}
+
+def test_batch_larger_than_data_is_capped(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = make_colours(tmp_path/'colours', n=6)  # 10 training images
+    assert main(['train', str(data), '--bs', '100'] + FAST[:-2]) == 0
+    run = next((tmp_path/'runs').iterdir())
+    info = json.loads((run/'recipe.json').read_text())
+    assert info['recipe']['bs'] == 10 and 'batch size lowered to the 10 training images' in info['recipe']['reasons']
+    assert len(pd.read_csv(run/'metrics.csv')) == 2  # both epochs really trained
+
+def test_random_init_has_no_frozen_stage(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = make_colours(tmp_path/'colours', n=6)
+    assert main(['train', str(data), '--no-pretrained', '--arch', 'resnet18', '--size', '32', '--bs', '4']) == 0
+    info = json.loads((next((tmp_path/'runs').iterdir())/'recipe.json').read_text())
+    assert info['recipe']['freeze_epochs'] == 0 and info['weights_source'] is None
 
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
@@ -68,7 +88,8 @@ def test_no_command_prints_help(capsys):
 def test_console_script_is_installed(tmp_path):
     exe = Path(sys.executable).parent/'recipekit'
     r = subprocess.run([str(exe), 'train', str(tmp_path/'nope')], capture_output=True, text=True)
-    assert r.returncode == 2 and 'does not exist' in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith('recipekit: error: ') and 'does not exist' in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1  # one message, no warnings from the stack
 
 def test_hymenoptera_with_defaults_reaches_95(tmp_path, capsys, monkeypatch):
     data = shared_data('hymenoptera')

@@ -84,3 +84,18 @@ def test_digits_written_once(tmp_path):
     f = d/'0'/'0000.png'; mtime = f.stat().st_mtime_ns
     digits_folder(tmp_path/'digits')
     assert f.stat().st_mtime_ns == mtime
+
+def test_csv_empty_label_and_is_valid_values(tmp_path):
+    make_folder(tmp_path/'img', {'a': 2, 'b': 2})
+    paths = [f'img/{c}/{c}{i}.png' for c in 'ab' for i in range(2)]
+    pd.DataFrame({'path': paths, 'label': ['a', None, 'b', 'b']}).to_csv(tmp_path/'e.csv', index=False)
+    with pytest.raises(ValueError, match=r"1 rows .* have an empty `path` or `label`, first: line 3"): read_source(tmp_path/'e.csv')
+    pd.DataFrame({'path': paths, 'label': list('aabb'), 'is_valid': ['no', 'yes', 'No', 'YES']}).to_csv(tmp_path/'y.csv', index=False)
+    assert read_source(tmp_path/'y.csv').df.is_valid.tolist() == [False, True, False, True]
+    pd.DataFrame({'path': paths, 'label': list('aabb'), 'is_valid': ['no', 'maybe', 'no', 'yes']}).to_csv(tmp_path/'m.csv', index=False)
+    with pytest.raises(ValueError, match=r"`is_valid` .* must hold True/False .* got \['maybe'\]"): read_source(tmp_path/'m.csv')
+
+def test_bs_capped_with_warning(tmp_path):
+    make_folder(tmp_path, {'a': 5, 'b': 5})
+    with pytest.warns(UserWarning, match='`bs`=32 is larger than the 8 training images'): dls = image_dataloaders(tmp_path, size=16, bs=32)
+    assert dls.train.bs == 8 and len(dls.train) == 1

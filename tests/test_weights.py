@@ -38,6 +38,11 @@ def test_file_that_does_not_fit(tmp_path):
     save_file({k: v.contiguous() for k, v in timm.create_model('resnet18').state_dict().items()}, str(tmp_path/'r18.safetensors'))
     with pytest.raises(ValueError, match='Weights do not fit'): create_backbone('tf_efficientnet_lite0', weights=tmp_path/'r18.safetensors')
 
+def test_sibling_architecture_named(tmp_path):
+    save_file({k: v.contiguous() for k, v in timm.create_model('tf_efficientnet_lite1').state_dict().items()}, str(tmp_path/'l1.safetensors'))
+    with pytest.raises(ValueError, match=r"file keys not in the model: \['blocks.*saved from another architecture"):
+        create_backbone('tf_efficientnet_lite0', weights=tmp_path/'l1.safetensors')
+
 def test_same_count_different_shapes():
     a, b = torch.nn.Linear(3, 4), torch.nn.Linear(4, 3)
     with pytest.raises(ValueError, match='differ in shape, first: weight'): match_state_dict(a.state_dict(), b)
@@ -52,7 +57,8 @@ def test_pickled_code_is_never_run(tmp_path):
 @pytest.mark.parametrize('content,msg', [(b'', 'not a torch or safetensors file'), (b'garbage' * 10, 'not a torch or safetensors file')])
 def test_corrupt_files(tmp_path, content, msg):
     (tmp_path/'bad.pth').write_bytes(content)
-    with pytest.raises(ValueError, match=msg): load_weights_file(tmp_path/'bad.pth')
+    with pytest.raises(ValueError, match=msg) as e: load_weights_file(tmp_path/'bad.pth')
+    assert 'weights_only=False' not in str(e.value)  # never suggest the unsafe load
     (tmp_path/'bad.safetensors').write_bytes(content)
     with pytest.raises(ValueError, match='not a readable safetensors file'): load_weights_file(tmp_path/'bad.safetensors')
 
