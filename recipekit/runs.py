@@ -14,6 +14,7 @@ import numpy as np, pandas as pd, torch
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from safetensors.torch import save_file, load_file
+from matplotlib.figure import Figure # no pyplot: saving plots leaves the user's backend alone
 
 from .images import open_rgb
 from .recipe import Recipe
@@ -87,41 +88,35 @@ def load_run_model(run_dir) -> tuple:
 # %% ../nbs/60_runs.ipynb #9e5133dd
 def plot_losses(rows:list, fname):
     "Training and validation loss per epoch, with the frozen stage shaded"
-    import matplotlib; matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
     df = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4)); ax = fig.subplots()
     ax.plot(df.epoch+1, df.train_loss, 'o-', label='train')
     ax.plot(df.epoch+1, df.valid_loss, 'o-', label='valid')
     n_frozen = int((df.stage == 'frozen').sum())
     if n_frozen: ax.axvspan(0.5, n_frozen+0.5, color='0.9', label='frozen body')
     ax.set(xlabel='epoch', ylabel='loss', title='Loss per epoch', xticks=list(df.epoch+1), xticklabels=list(df.epoch)); ax.legend()
-    fig.tight_layout(); fig.savefig(fname, dpi=100); plt.close(fig)
+    fig.tight_layout(); fig.savefig(fname, dpi=100)
 
 def plot_confusion(cm:np.ndarray, vocab, fname):
     "Confusion matrix `cm` (rows: label, columns: prediction)"
-    import matplotlib; matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
     n = len(vocab)
-    fig, ax = plt.subplots(figsize=(max(4, .5*n+2), max(4, .5*n+2)))
+    fig = Figure(figsize=(max(4, .5*n+2), max(4, .5*n+2))); ax = fig.subplots()
     ax.imshow(cm, cmap='Blues')
     for i in range(n):
         for j in range(n): ax.text(j, i, int(cm[i, j]), ha='center', va='center', color='white' if cm[i, j] > cm.max()/2 else 'black')
     ax.set(xticks=range(n), yticks=range(n), xticklabels=vocab, yticklabels=vocab, xlabel='predicted', ylabel='label', title='Confusion matrix (validation)')
-    plt.setp(ax.get_xticklabels(), rotation=45, ha='right')
-    fig.tight_layout(); fig.savefig(fname, dpi=100); plt.close(fig)
+    for t in ax.get_xticklabels(): t.set_rotation(45); t.set_ha('right')
+    fig.tight_layout(); fig.savefig(fname, dpi=100)
 
 def plot_top_losses(df:pd.DataFrame, fname, size:int=128):
     "Grid of the images in `df` (rows of `top_losses`), titled label / prediction / probability of the label / loss"
-    import matplotlib; matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
     n = len(df); cols = min(4, max(n, 1)); rows = max(1, -(-n//cols))
-    fig, axs = plt.subplots(rows, cols, figsize=(3*cols, 3.3*rows), squeeze=False)
+    fig = Figure(figsize=(3*cols, 3.3*rows)); axs = fig.subplots(rows, cols, squeeze=False)
     for ax in axs.flat: ax.axis('off')
     for ax, r in zip(axs.flat, df.itertuples()):
         im = open_rgb(r.path, size=size); im.thumbnail((size*2, size*2))
         ax.imshow(im); ax.set_title(f"{r.label} / {r.predicted}\np(label) {r.prob_label:.2f}  loss {r.loss:.2f}", fontsize=9)
-    fig.suptitle('Top losses (label / predicted)'); fig.tight_layout(); fig.savefig(fname, dpi=100); plt.close(fig)
+    fig.suptitle('Top losses (label / predicted)'); fig.tight_layout(); fig.savefig(fname, dpi=100)
 
 # %% ../nbs/60_runs.ipynb #b3f73091
 def top_losses(paths, probs:torch.Tensor, targs:torch.Tensor, vocab, k:int|None=16) -> pd.DataFrame:

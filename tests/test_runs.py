@@ -12,7 +12,9 @@ def test_run_folder_contract(tmp_path):
     log = []
     elog = EpochLog(run/'metrics.csv', echo=log.append); learn.add_cb(elog)
     with learn.no_bar(), learn.no_logging(): learn.fit_recipe()
+    import matplotlib; backend = matplotlib.get_backend()
     res = save_run(learn, run, elog.rows, k=3)
+    assert matplotlib.get_backend() == backend  # plots are saved without touching the user's backend
     names = {p.name for p in run.iterdir()}
     assert names == {'model.safetensors', 'recipe.json', 'metrics.csv', 'loss.png', 'confusion.png', 'top_losses.png', 'top_losses.csv'}
     m = pd.read_csv(run/'metrics.csv')
