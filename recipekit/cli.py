@@ -6,7 +6,7 @@ Docs: https://recipekit.github.io/recipekit/cli.html.md"""
 
 # %% ../nbs/70_cli.ipynb #65ef5c0a
 from __future__ import annotations
-import argparse, json, os, sys, time, warnings
+import argparse, os, sys, time, warnings
 from pathlib import Path
 
 
@@ -85,7 +85,7 @@ def _median_short_side(paths, n:int=64):
     for p in list(paths)[::max(1, len(paths)//n)][:n]:
         try:
             with Image.open(p) as im: sides.append(min(im.size))
-        except Exception: continue  # unusable files are reported by the image check that follows
+        except (OSError, SyntaxError, ValueError): continue  # unusable files are reported by the image check that follows
     return float(sorted(sides)[len(sides)//2]) if sides else 224.
 
 # %% ../nbs/70_cli.ipynb #1e09d1e6

@@ -6,16 +6,17 @@ Docs: https://recipekit.github.io/recipekit/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #60e5895f
 from __future__ import annotations
-import os, warnings
-from dataclasses import dataclass, field
+import os, random, warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np, pandas as pd
 from fastcore.basics import store_attr
 from fastai.vision.all import (DataBlock, CategoryBlock, IndexSplitter, ColReader, RandTransform, Flip, PILImage,
-                               get_image_files, image_extensions, Image)
+                               image_extensions, Image)
+import torchvision.transforms as T, torchvision.transforms.functional as TF
 from sklearn.model_selection import train_test_split
-from .images import RGBImageBlock, RGBImage, open_rgb
+from .images import RGBImageBlock, open_rgb
 
 # %% auto #0
 __all__ = ['ImageSource', 'read_source', 'check_images', 'split_source', 'ResizedCrop', 'image_dataloaders', 'cache_dir',
@@ -148,7 +149,7 @@ def split_source(src:ImageSource, valid_pct:float=0.2, seed:int=0) -> np.ndarray
 
 # %% ../nbs/02_data.ipynb #be182e70
 class ResizedCrop(RandTransform):
-    "Random-resized crop of `size` when training; on validation, resize the short side to `size/crop_pct` and center-crop"
+    "Random-resized crop of `size` when training; on validation, resize the short side to `size/crop_pct` and center-crop (torchvision's maths)"
     split_idx, order = None, 1
     def __init__(self,
                  size:int, # output side in pixels
@@ -160,24 +161,11 @@ class ResizedCrop(RandTransform):
     def before_call(self, b, split_idx:int):
         self.train = split_idx == 0
         super().before_call(b, split_idx)
-    def _box(self, w, h):
-        area = w*h
-        for _ in range(10):
-            a = area*np.random.uniform(self.min_scale, 1.)
-            r = np.exp(np.random.uniform(np.log(self.ratio[0]), np.log(self.ratio[1])))
-            cw, ch = int(round(np.sqrt(a*r))), int(round(np.sqrt(a/r)))
-            if 0 < cw <= w and 0 < ch <= h:
-                l, t = np.random.randint(0, w-cw+1), np.random.randint(0, h-ch+1)
-                return (l, t, l+cw, t+ch)
-        s = min(w, h); return ((w-s)//2, (h-s)//2, (w-s)//2+s, (h-s)//2+s)
     def encodes(self, x:PILImage):
-        w, h = x.size
-        if self.train: return x.resize((self.size, self.size), Image.BICUBIC, box=self._box(w, h))
-        s = self.size/self.crop_pct/min(w, h)
-        nw, nh = max(self.size, round(w*s)), max(self.size, round(h*s))
-        x = x.resize((nw, nh), Image.BICUBIC)
-        l, t = (nw-self.size)//2, (nh-self.size)//2
-        return x.crop((l, t, l+self.size, t+self.size))
+        if self.train:
+            i, j, h, w = T.RandomResizedCrop.get_params(x, scale=(self.min_scale, 1.), ratio=self.ratio)
+            return TF.resized_crop(x, i, j, h, w, [self.size, self.size], TF.InterpolationMode.BICUBIC)
+        return TF.center_crop(TF.resize(x, round(self.size/self.crop_pct), TF.InterpolationMode.BICUBIC), self.size)
 
 # %% ../nbs/02_data.ipynb #e5560b69
 def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSource`
@@ -217,7 +205,8 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
                        splitter=IndexSplitter(np.flatnonzero(df.is_valid.values)),
                        item_tfms=ResizedCrop(size, min_scale=min_scale, crop_pct=crop_pct),
                        batch_tfms=tfms + list(batch_tfms or []))
-    dls = dblock.dataloaders(df, bs=bs, num_workers=0 if num_workers is None else num_workers, seed=seed, **kwargs)
+    dls = dblock.dataloaders(df, bs=bs, num_workers=0 if num_workers is None else num_workers, **kwargs)
+    for i, dl in enumerate(dls.loaders): dl.rng = random.Random(seed + i)  # fastai seeds its shuffle from the global `random`
     dls.source = src
     return dls
 

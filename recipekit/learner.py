@@ -14,6 +14,7 @@ from fastcore.basics import patch, store_attr
 from fastcore.foundation import L
 from fastai.learner import Learner
 from fastai.callback.core import Callback
+from fastai.callback.training import BnFreeze
 from fastai.data.transforms import Normalize
 from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
 from fastai.metrics import accuracy
@@ -24,8 +25,8 @@ from .weights import create_backbone, norm_stats, check_arch
 from .recipe import Recipe
 
 # %% auto #0
-__all__ = ['NORM_TYPES', 'timm_groups', 'norm_modules', 'FrozenNorm', 'bf16_supported', 'resolve_precision', 'Precision',
-           'split_by_names', 'recipe_learner']
+__all__ = ['NORM_TYPES', 'timm_groups', 'norm_modules', 'bf16_supported', 'resolve_precision', 'Precision', 'split_by_names',
+           'recipe_learner']
 
 # %% ../nbs/30_learner.ipynb #d2f810b7
 def timm_groups(model:nn.Module, coarse:bool=True) -> list:
@@ -35,9 +36,9 @@ def timm_groups(model:nn.Module, coarse:bool=True) -> list:
                          "Use a timm model, or pass your own `splitter` to fastai's `Learner`.")
     groups = list(group_parameters(model, model.group_matcher(coarse=coarse)).values())
     head = {n for n, _ in model.get_classifier().named_parameters(prefix=model.pretrained_cfg.get('classifier', ''))}
-    last = max(i for i, g in enumerate(groups) if head & set(g)) if any(head & set(g) for g in groups) else None
+    in_last = bool(head & set(groups[-1])) # timm puts the classifier in its last group, sometimes beside a head norm
     groups = [[n for n in g if n not in head] for g in groups]
-    if last is not None and last == len(groups)-1: groups[-1] += sorted(head)  # timm's last group holds the classifier
+    if in_last: groups[-1] += sorted(head)
     else: groups.append(sorted(head))
     return [g for g in groups if g]
 
@@ -50,14 +51,6 @@ def norm_modules(model:nn.Module, skip_prefix:str|None=None) -> list:
             and not (skip_prefix and n.startswith(skip_prefix))]
 
 # %% ../nbs/30_learner.ipynb #16f1486b
-class FrozenNorm(Callback):
-    "Keep batch-norm layers whose parameters are all frozen in eval mode, so their running statistics do not move"
-    order = 1 # after `TrainEvalCallback` has put the model in train mode
-    def before_train(self):
-        for m in self.model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()): m.eval()
-
-# %% ../nbs/30_learner.ipynb #ccdb18e4
 def bf16_supported(device_type:str='cpu') -> bool:
     "Whether `device_type` runs bf16 natively (AVX-512 BF16 or AMX on CPU; Ampere or newer on CUDA)"
     if device_type == 'cuda': return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -73,7 +66,7 @@ def resolve_precision(precision:str, device_type:str) -> str:
         warnings.warn(f"precision='bf16' was asked for, but this {device_type} has no native bf16: it will be emulated and slow. Use precision='fp32' or 'auto'.")
     return precision
 
-# %% ../nbs/30_learner.ipynb #f306a1f2
+# %% ../nbs/30_learner.ipynb #ccdb18e4
 class Precision(Callback):
     "Run the forward pass under bf16 autocast on any device (or in fp32), in channels-last format; the loss is computed in fp32"
     order = 10
@@ -98,7 +91,7 @@ class Precision(Callback):
     def after_cancel_batch(self): self._exit()
     def after_fit(self): self._exit()
 
-# %% ../nbs/30_learner.ipynb #cad00390
+# %% ../nbs/30_learner.ipynb #f306a1f2
 def _set_normalize(dls, mean, std, arch):
     "Make `dls` normalize with `mean`/`std`, replacing a different `Normalize` with a warning"
     for dl in dls.loaders:
@@ -112,13 +105,13 @@ def _set_normalize(dls, mean, std, arch):
         if tfms: dl.after_batch.fs = L(t for t in dl.after_batch.fs if not isinstance(t, Normalize))
     dls.add_tfms([Normalize.from_stats(mean, std)], 'after_batch')
 
-# %% ../nbs/30_learner.ipynb #cb8397a4
+# %% ../nbs/30_learner.ipynb #cad00390
 def split_by_names(model:nn.Module, names:list) -> list:
     "fastai splitter: the parameters of `model` in the groups of parameter `names`"
     params = dict(model.named_parameters())
     return [[params[n] for n in g] for g in names]
 
-# %% ../nbs/30_learner.ipynb #6d938255
+# %% ../nbs/30_learner.ipynb #cb8397a4
 def recipe_learner(dls, # fastai `DataLoaders` of images and one category per image
                    arch:str|None=None, # timm architecture; default: the recipe's
                    recipe:Recipe|None=None, # the recipe to apply; default: `Recipe()`
@@ -156,14 +149,14 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
 
     loss = LabelSmoothingCrossEntropyFlat(eps=recipe.label_smoothing) if recipe.label_smoothing else CrossEntropyLossFlat()
     precision = resolve_precision(recipe.precision, dls.device.type if dls.device is not None else 'cpu')
-    cbs = [Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] + ([FrozenNorm()] if frozen_norm else []) + list(cbs or [])
+    cbs = [Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] + ([BnFreeze()] if frozen_norm else []) + list(cbs or [])
     learn = Learner(dls, model, loss_func=loss, splitter=splitter, metrics=accuracy if metrics is None else metrics,
                     wd=recipe.wd, cbs=cbs, train_bn=not frozen_norm, **kwargs)
     if precision == 'fp16': learn.to_fp16()
     learn.recipe = recipe.replace(precision=precision)
     return learn
 
-# %% ../nbs/30_learner.ipynb #b327a5b5
+# %% ../nbs/30_learner.ipynb #6d938255
 @patch
 def fit_recipe(self:Learner, epochs:int|None=None, freeze_epochs:int|None=None):
     "Train with the plan of `self.recipe`: fastai's `fine_tune` with the recipe's epochs and learning rates"

@@ -6,7 +6,7 @@ Docs: https://recipekit.github.io/recipekit/runs.html.md"""
 
 # %% ../nbs/60_runs.ipynb #7c8c3062
 from __future__ import annotations
-import json, platform, sys, time
+import json, platform, time
 from datetime import datetime
 from pathlib import Path
 

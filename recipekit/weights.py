@@ -38,10 +38,14 @@ def check_arch(arch:str):
                      f"List candidates with `timm.list_models('*{arch[:6]}*')`.")
 
 # %% ../nbs/00_weights.ipynb #a7074e1c
-def load_weights_file(path) -> dict:
-    "State dict of tensors in `path`: safetensors, or a torch file read weights-only (nothing is unpickled)"
+def _existing_file(path) -> Path:
     path = Path(path)
     if not path.is_file(): raise ValueError(f"Weights file {str(path)!r} does not exist. Pass the path of a .safetensors or .pth state dict.")
+    return path
+
+def load_weights_file(path) -> dict:
+    "State dict of tensors in `path`: safetensors, or a torch file read weights-only (nothing is unpickled)"
+    path = _existing_file(path)
     if path.suffix == '.safetensors':
         try: return load_file(str(path))
         except Exception as e:
@@ -119,8 +123,7 @@ def _package_file(arch):
 def find_weights(arch:str, weights=None) -> WeightSource:
     "Where pretrained weights for `arch` are: `weights` if given, else an installed weight package, else the hub cache"
     if weights is not None:
-        if not Path(weights).is_file(): raise ValueError(f"Weights file {str(weights)!r} does not exist. Pass the path of a .safetensors or .pth state dict.")
-        return WeightSource('file', Path(weights))
+        return WeightSource('file', _existing_file(weights))
     tried = ["an explicit file: none given (weights=...)"]
     if arch in WEIGHT_PACKAGES:
         try: return WeightSource('package', _package_file(arch))

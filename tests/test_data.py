@@ -99,3 +99,13 @@ def test_bs_capped_with_warning(tmp_path):
     make_folder(tmp_path, {'a': 5, 'b': 5})
     with pytest.warns(UserWarning, match='`bs`=32 is larger than the 8 training images'): dls = image_dataloaders(tmp_path, size=16, bs=32)
     assert dls.train.bs == 8 and len(dls.train) == 1
+
+def test_seed_controls_the_shuffle(tmp_path):
+    import random
+    make_folder(tmp_path, {'a': 10, 'b': 10})
+    def order(seed, global_seed):
+        random.seed(global_seed)  # the global state must not matter
+        dls = image_dataloaders(tmp_path, size=16, bs=4, seed=seed)
+        return [dls.train.items.path.iloc[i] for i in dls.train.get_idxs()]
+    assert order(0, global_seed=1) == order(0, global_seed=2)
+    assert order(0, global_seed=1) != order(1, global_seed=1)

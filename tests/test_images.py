@@ -69,6 +69,7 @@ def test_truncated_jpeg(tmp_path):
 def test_missing(tmp_path):
     with pytest.raises(ValueError, match='does not exist'): open_rgb(tmp_path/'nope.png')
 
-def test_block_types():
-    blk = RGBImageBlock(size=64)
-    assert blk.type_tfms[0].keywords['size'] == 64
+def test_block_opens_through_open_rgb(tmp_path):
+    fn = _save(tmp_path, Image.new('CMYK', (2000, 1000), (0, 255, 255, 0)), 'big.jpg')
+    im = RGBImageBlock(size=224).type_tfms[0](fn)
+    assert isinstance(im, RGBImage) and im.mode == 'RGB' and im.size == (500, 250)  # converted, decoded at 1/4 scale

@@ -2,7 +2,7 @@ import math, warnings, pytest, torch, timm
 from torch import nn
 from fastai.vision.all import Normalize, CancelFitException, Callback
 from recipekit.data import image_dataloaders
-from recipekit.learner import recipe_learner, timm_groups, Precision, resolve_precision, bf16_supported, FrozenNorm
+from recipekit.learner import recipe_learner, timm_groups, Precision, resolve_precision, bf16_supported
 from recipekit.recipe import Recipe
 from conftest import make_colours
 
