@@ -12,6 +12,7 @@ from fastai.vision.all import *
 from .weights import *
 from .images import *
 from .data import *
+from .audit import *
 from .recipe import *
 from .learner import *
 from .runs import *

@@ -1,4 +1,4 @@
-"""`recipekit train [DATA]`: check the data, choose a recipe, fine-tune a pretrained backbone and write a run folder, with one clear message for every input it cannot use.
+"""`recipekit check DATA` audits a data set like a linter; `recipekit train [DATA]` audits the data, chooses a recipe, fine-tunes a pretrained backbone and writes a run folder, with one clear message for every input it cannot use.
 
 Docs: https://recipekit.github.io/recipekit/cli.html.md"""
 
@@ -14,11 +14,11 @@ def _imports():
     "recipekit's modules, imported on first use so that `--help` is instant and torch's import-time deprecation warnings stay hidden"
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', category=FutureWarning)
-        from recipekit import data, recipe, learner, runs
-    return data, recipe, learner, runs
+        from recipekit import data, recipe, learner, runs, audit
+    return data, recipe, learner, runs, audit
 
 # %% auto #0
-__all__ = ['train', 'main']
+__all__ = ['check', 'train', 'main']
 
 # %% ../nbs/70_cli.ipynb #c528970d
 def _parser():
@@ -39,15 +39,41 @@ def _parser():
     t.add_argument('--bs', type=int, help='batch size')
     t.add_argument('--seed', type=int, help='seed of the split, init and data order')
     t.add_argument('--label-col', default='label', help='CSV column with the labels (default: label)')
+    t.add_argument('--skip-bad', action='store_true', help='train without unusable files instead of stopping')
+    t.add_argument('--dedupe', action='store_true', help='move validation images that have a copy in training into training')
+    c = sub.add_parser('check', help='audit DATA: exit 0 when clean, 1 on problems, 2 when DATA cannot be read',
+                       description='Audit DATA before training: counts, unusable files, class problems, copies across the split, odd sizes and modes.')
+    c.add_argument('data', help='folder (train/ + valid/ or val/, or class folders) or CSV of path,label[,is_valid]')
+    c.add_argument('--label-col', default='label', help='CSV column with the labels (default: label)')
+    c.add_argument('--group-col', help='CSV column of group keys that a split must not straddle')
+    c.add_argument('--out', help='also write the table of problems and notes to this CSV file')
     return p
+
+def check(args, log=print) -> int:
+    "Run `recipekit check` with parsed `args`; returns the exit code: 0 clean, 1 problems found"
+    _, _, _, _, A = _imports()
+    a = A.audit_source(args.data, label_col=args.label_col, group_col=args.group_col)
+    if args.out: a.save(args.out)
+    log(a.summary())
+    if args.out: log(f"table: {args.out}")
+    return 0 if a.ok else 1
 
 # %% ../nbs/70_cli.ipynb #bcaa9925
 def train(args, log=print) -> dict:
     "Run `recipekit train` with parsed `args`; returns the final figures and the run folder"
     t0 = time.time()
-    D, R, L, U = _imports()
+    D, R, L, U, A = _imports()
     data = Path(args.data) if args.data else D.digits_folder()
-    src = D.read_source(data, label_col=args.label_col)
+    audit = A.audit_source(data, label_col=args.label_col)
+    src = audit.usable_source(skip_bad=args.skip_bad, dedupe=args.dedupe)
+    n_bad, leaks = len(audit.kinds(*A.FILE_PROBLEMS)), audit.kinds(*A.LEAK_PROBLEMS)
+    log(f"audit: {len(audit.files)} files, {'no problems' if audit.ok else f'{len(audit.problems)} problems'}"
+        + (f"; skipped {n_bad} unusable files" if n_bad else '') + (f"; {len(audit.notes)} notes" if len(audit.notes) else ''))
+    if len(leaks):
+        moved = int(audit.source.df.is_valid.sum() - src.df.is_valid.sum())
+        if args.dedupe: log(f"audit: moved {moved} validation images with a copy in training into training")
+        else: log(f"warning: {len(leaks)} validation images have a copy in training (first: {leaks.path.iloc[0]}), so validation accuracy "
+                  "will be optimistic. Pass --dedupe to move them into training; `recipekit check DATA` lists them all.")
     overrides = {k: v for k, v in dict(arch=args.arch, weights=args.weights, size=args.size, epochs=args.epochs, freeze_epochs=args.freeze_epochs,
                                        lr=args.lr, bs=args.bs, seed=args.seed).items() if v is not None}
     if args.no_pretrained: overrides['pretrained'] = False
@@ -62,9 +88,10 @@ def train(args, log=print) -> dict:
     log(f"data: {data} ({src.layout}, {len(src.df)} images, {len(src.classes)} classes)")
     for r in recipe.reasons: log(f"recipe: {r}")
     dls = D.image_dataloaders(src, size=recipe.size, bs=recipe.bs, valid_pct=recipe.valid_pct, seed=recipe.seed,
-                            min_scale=recipe.min_scale, flip=recipe.flip, crop_pct=recipe.crop_pct)
+                            min_scale=recipe.min_scale, flip=recipe.flip, crop_pct=recipe.crop_pct, check=False)
     learn = L.recipe_learner(dls, recipe=recipe)
     run_dir = U.new_run_dir(src.name, args.out)
+    audit.save(run_dir/'audit.csv')
     log(f"train: {recipe.arch} at {recipe.size}px, {len(dls.train_ds)} train / {len(dls.valid_ds)} valid images, "
         f"{recipe.freeze_epochs} frozen + {recipe.epochs} unfrozen epochs, {learn.recipe.precision}, weights from {learn.model.weights_source}")
     tty = sys.stdout.isatty()
@@ -97,6 +124,7 @@ def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='.*torch.jit.script.*')
+            if args.command == 'check': return check(args)
             train(args)
     except (ValueError, TypeError) as e:
         if os.environ.get('RECIPEKIT_DEBUG'): raise

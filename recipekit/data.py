@@ -7,19 +7,22 @@ Docs: https://recipekit.github.io/recipekit/data.html.md"""
 # %% ../nbs/02_data.ipynb #60e5895f
 from __future__ import annotations
 import os, random, warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np, pandas as pd
 from fastcore.basics import store_attr
-from fastai.vision.all import (DataBlock, CategoryBlock, IndexSplitter, ColReader, RandTransform, Flip, PILImage,
+from fastai.vision.all import (DataBlock, CategoryBlock, IndexSplitter, ColReader, RandTransform, PILImage,
                                image_extensions, Image)
+from fastai.callback.data import WeightedDL
 import torchvision.transforms as T, torchvision.transforms.functional as TF
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import train_test_split, StratifiedGroupKFold, GroupShuffleSplit
 from .images import RGBImageBlock, open_rgb
 
 # %% auto #0
-__all__ = ['ImageSource', 'read_source', 'check_images', 'split_source', 'ResizedCrop', 'image_dataloaders', 'cache_dir',
+__all__ = ['WEIGHT_METHODS', 'ImageSource', 'read_source', 'valid_only_classes', 'check_classes', 'check_images',
+           'bad_files_message', 'StratifiedSplitter', 'GroupSplitter', 'keep_groups_together', 'split_source',
+           'ResizedCrop', 'class_weights', 'class_counts', 'SampledDL', 'image_dataloaders', 'cache_dir',
            'digits_folder']
 
 # %% ../nbs/02_data.ipynb #c723ccad
@@ -35,10 +38,13 @@ def _valid_dir(folder:Path):
 # %% ../nbs/02_data.ipynb #7edc813c
 @dataclass
 class ImageSource:
-    "Items of an image data set: one row per image with `path`, `label` and `is_valid` (None when a split is still to be made)"
-    df:pd.DataFrame # columns `path`, `label`, `is_valid`
+    "Items of an image data set: one row per image with `path`, `label`, `is_valid` (None until a split is made) and a CSV's other columns"
+    df:pd.DataFrame # columns `path`, `label`, `is_valid`, then every other column of a CSV
     layout:str # 'split-folders', 'class-folders' or 'csv'
     root:Path # where the data lives
+    missing:list = field(default_factory=list) # files named by CSV rows that do not exist (read with `strict=False`; not in `df`)
+    empty_classes:list = field(default_factory=list) # class folders without images (read with `strict=False`)
+    group_col:str|None = None # column of `df` whose equal values must stay on one side of a split
     @property
     def name(self): return self.root.stem if self.layout == 'csv' else self.root.name
     @property
@@ -46,18 +52,19 @@ class ImageSource:
 
 # %% ../nbs/02_data.ipynb #f907125b
 def _folder_items(folder:Path, split:str|None):
-    "Rows for the class folders in `folder`, raising for classes without images"
-    dirs = _class_dirs(folder)
+    "Rows for the class folders in `folder`, and the class folders without images"
     rows, empty = [], []
-    for d in dirs:
+    for d in _class_dirs(folder):
         files = sorted(p for p in d.rglob('*') if _is_image(p))
         if not files: empty.append(d)
         rows += [(p, d.name) for p in files]
-    if empty: raise ValueError(f"Class folder {str(empty[0])!r} has no images{f' (and {len(empty)-1} more)' if len(empty)>1 else ''}. "
-                               f"Add images with one of the extensions .jpg .jpeg .png .bmp .tif .webp, or remove the folder.")
     df = pd.DataFrame(rows, columns=['path', 'label'])
     df['is_valid'] = None if split is None else split == 'valid'
-    return df
+    return df, empty
+
+def _no_images_error(empty:list):
+    return ValueError(f"Class folder {str(empty[0])!r} has no images{f' (and {len(empty)-1} more)' if len(empty)>1 else ''}. "
+                      "Add images with one of the extensions .jpg .jpeg .png .bmp .tif .webp, or remove the folder.")
 
 # %% ../nbs/02_data.ipynb #7d5769e3
 _TRUE, _FALSE = {'true', '1', 'yes', 't', 'y'}, {'false', '0', 'no', 'f', 'n'}
@@ -73,6 +80,8 @@ def _bool_column(col:pd.Series, fn) -> pd.Series:
 # %% ../nbs/02_data.ipynb #ca682180
 def read_source(source, # a folder (train/valid subfolders or class folders) or a CSV with `path,label[,is_valid]`
                 label_col:str='label', # CSV column holding the label
+                group_col:str|None=None, # CSV column of group keys (patient, camera, ...) that a split never straddles
+                strict:bool=True, # raise for missing files, empty class folders and classes only in validation; else record them
                ) -> ImageSource:
     "Find every image and label in `source`, raising a `ValueError` that names the fix for unusable layouts"
     if source is None or str(source) == '': raise ValueError("No data given. Pass a folder of class folders, a folder with train/ and valid/, or a CSV.")
@@ -83,47 +92,60 @@ def read_source(source, # a folder (train/valid subfolders or class folders) or 
         try: raw = pd.read_csv(root)
         except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
             raise ValueError(f"CSV {str(root)!r} cannot be read as a table ({type(e).__name__}: {e}). It needs a header row `path,label[,is_valid]` and one row per image.") from None
-        missing_cols = [c for c in ('path', label_col) if c not in raw.columns]
+        missing_cols = [c for c in ('path', label_col) + ((group_col,) if group_col else ()) if c not in raw.columns]
         if missing_cols: raise ValueError(f"CSV {str(root)!r} lacks the column(s) {missing_cols}; it has {list(raw.columns)}. "
                                           f"It needs `path` and `{label_col}` (pass `label_col` / --label-col to use another column).")
         empty = raw.index[raw[label_col].isna() | raw['path'].isna()]
         if len(empty): raise ValueError(f"{len(empty)} rows of {str(root)!r} have an empty `path` or `{label_col}`, first: line {empty[0]+2}. Fill them in or drop those rows.")
-        df = pd.DataFrame({'path': [root.parent/p for p in raw['path']], 'label': raw[label_col].astype(str),
-                           'is_valid': _bool_column(raw['is_valid'], root) if 'is_valid' in raw.columns else None})
-        gone = [p for p in df.path if not Path(p).is_file()]
-        if gone: raise ValueError(f"{len(gone)} of {len(df)} rows of {str(root)!r} point at missing files, first: {str(gone[0])!r}. "
-                                  "Fix the paths (they are relative to the CSV's folder) or drop those rows.")
-        src = ImageSource(df, 'csv', root)
+        df = raw.rename(columns={'label': 'csv_label'}) if label_col != 'label' and 'label' in raw.columns else raw.copy()
+        df['path'] = [root.parent/p for p in raw['path']]
+        df['label'] = raw[label_col].astype(str)
+        df['is_valid'] = _bool_column(raw['is_valid'], root) if 'is_valid' in raw.columns else None
+        df = df[['path', 'label', 'is_valid'] + [c for c in df.columns if c not in ('path', 'label', 'is_valid')]]
+        gone = np.array([not Path(p).is_file() for p in df.path], bool)
+        if strict and gone.any(): raise ValueError(f"{gone.sum()} of {len(df)} rows of {str(root)!r} point at missing files, first: {str(df.path[gone].iloc[0])!r}. "
+                                                   "Fix the paths (they are relative to the CSV's folder) or drop those rows.")
+        src = ImageSource(df[~gone].reset_index(drop=True), 'csv', root, missing=list(df.path[gone]), group_col=group_col)
     elif not root.is_dir(): raise ValueError(f"Data path {str(root)!r} is neither a folder nor a CSV file.")
     else:
+        if group_col: raise ValueError(f"`group_col`={group_col!r} needs a CSV source with that column, but {str(root)!r} is a folder. "
+                                       "List the images in a CSV with path,label,<group column>.")
         vdir = _valid_dir(root)
         if (root/'train').is_dir() and vdir is None and _class_dirs(root) == [root/'train']:
             raise ValueError(f"Data folder {str(root)!r} has train/ but no valid/ or val/ folder. Add one with the same class folders, "
                              "or put the class folders directly in the data folder for a seeded random split.")
         if (root/'train').is_dir() and vdir is not None:
-            df = pd.concat([_folder_items(root/'train', 'train'), _folder_items(vdir, 'valid')], ignore_index=True)
-            src = ImageSource(df, 'split-folders', root)
+            (tr, e1), (va, e2) = _folder_items(root/'train', 'train'), _folder_items(vdir, 'valid')
+            src = ImageSource(pd.concat([tr, va], ignore_index=True), 'split-folders', root, empty_classes=e1+e2)
         else:
             if not _class_dirs(root):
                 n_img = sum(1 for p in root.iterdir() if _is_image(p))
                 hint = (f" It holds {n_img} images directly: move them into one subfolder per class." if n_img else "")
                 raise ValueError(f"Data folder {str(root)!r} has no class folders.{hint} "
                                  "Expected one subfolder per class (or train/ and valid/ or val/ holding them).")
-            src = ImageSource(_folder_items(root, None), 'class-folders', root)
-    _check_classes(src)
+            df, empty = _folder_items(root, None)
+            src = ImageSource(df, 'class-folders', root, empty_classes=empty)
+        if strict and src.empty_classes: raise _no_images_error(src.empty_classes)
+    check_classes(src, strict)
     return src
 
-def _check_classes(src:ImageSource):
-    if len(src.df) == 0: raise ValueError(f"No images found in {str(src.root)!r}. Add images, or point at the folder that holds the class folders.")
+def valid_only_classes(src:ImageSource) -> list:
+    "Classes of `src` that have validation images but no training images"
+    if not src.df.is_valid.notna().all(): return []
+    return sorted(set(src.classes) - set(src.df.label[~src.df.is_valid.astype(bool)]))
+
+def check_classes(src:ImageSource, strict:bool=True):
+    "Raise if `src` has no images or one class; with `strict`, also if a class has validation images only"
+    if len(src.df) == 0:
+        if src.empty_classes: raise _no_images_error(src.empty_classes)
+        raise ValueError(f"No images found in {str(src.root)!r}. Add images, or point at the folder that holds the class folders.")
     classes = src.classes
     if len(classes) < 2: raise ValueError(f"Only one class ({classes[0]!r}) in {str(src.root)!r}: a classifier needs at least two. "
                                           "Add a folder (or CSV label) for each other class.")
-    if src.df.is_valid.notna().all():
-        tr = set(src.df.label[~src.df.is_valid.astype(bool)])
-        only_valid = sorted(set(classes) - tr)
-        if only_valid: raise ValueError(f"Class(es) {only_valid} appear only in validation in {str(src.root)!r}. Add training images for them, or remove them from validation.")
+    only_valid = valid_only_classes(src) if strict else []
+    if only_valid: raise ValueError(f"Class(es) {only_valid} appear only in validation in {str(src.root)!r}. Add training images for them, or remove them from validation.")
 
-# %% ../nbs/02_data.ipynb #6dd1e4f3
+# %% ../nbs/02_data.ipynb #219400f9
 def check_images(paths, # image files to decode
                  size:int=32, # decode JPEGs at reduced scale to this size: a check, not a full decode
                 ) -> list:
@@ -134,28 +156,106 @@ def check_images(paths, # image files to decode
         except ValueError as e: bad.append((Path(p), str(e)))
     return bad
 
-# %% ../nbs/02_data.ipynb #ba20f896
-def split_source(src:ImageSource, valid_pct:float=0.2, seed:int=0) -> np.ndarray:
-    "Boolean validation mask: `src`'s own split, else a seeded split of `valid_pct` stratified by class"
-    if src.df.is_valid.notna().all(): return src.df.is_valid.astype(bool).values
-    if not 0 < valid_pct < 1: raise ValueError(f"`valid_pct` must be between 0 and 1 (exclusive), got {valid_pct}.")
-    counts = src.df.label.value_counts()
-    if counts.min() < 2: raise ValueError(f"Class {counts.idxmin()!r} has a single image, so it cannot be on both sides of the split. Add images to it.")
-    idx = np.arange(len(src.df))
-    n_valid = max(int(round(valid_pct*len(idx))), len(counts))
-    _, vi = train_test_split(idx, test_size=n_valid, stratify=src.df.label.values, random_state=seed)
-    mask = np.zeros(len(idx), bool); mask[vi] = True
-    return mask
+def bad_files_message(bad:list, n:int) -> str:
+    "The error for unusable files: every (path, reason) in `bad`, out of `n` images, and the two ways out"
+    listing = '\n'.join(f"  {p}: {r.split(': ', 1)[-1].split('. Replace')[0]}" for p, r in bad)
+    return (f"{len(bad)} of {n} image files cannot be used:\n{listing}\n"
+            "Replace or delete them, or pass `skip_bad=True` (--skip-bad) to train without them.")
+
+def _without(src:ImageSource, drop:set) -> ImageSource:
+    "A copy of `src` without the items whose path is in `drop`"
+    keep = ~src.df.path.isin(drop)
+    return ImageSource(src.df[keep].reset_index(drop=True), src.layout, src.root, src.missing, src.empty_classes, src.group_col)
 
 # %% ../nbs/02_data.ipynb #be182e70
+def _values(items, get) -> np.ndarray:
+    "`get` (a column name or a function of one item) for every item of `items` (a DataFrame or a list)"
+    if isinstance(get, str):
+        if not isinstance(items, pd.DataFrame): raise TypeError(f"A column name ({get!r}) needs the items in a DataFrame; pass a function of one item instead.")
+        if get not in items.columns: raise ValueError(f"Column {get!r} is not among the items' columns {list(items.columns)}. Pass one of them.")
+        return items[get].values
+    return np.array([get(o) for o in ((r for _, r in items.iterrows()) if isinstance(items, pd.DataFrame) else items)], dtype=object)
+
+def _check_pct(valid_pct):
+    if not 0 < valid_pct < 1: raise ValueError(f"`valid_pct` must be between 0 and 1 (exclusive), got {valid_pct}.")
+
+def _mask(n, valid_idx):
+    m = np.zeros(n, bool); m[valid_idx] = True
+    return m
+
+class StratifiedSplitter:
+    "fastai splitter: a seeded split that puts `valid_pct` of each class in validation"
+    def __init__(self,
+                 valid_pct:float=0.2, # share of every class kept for validation
+                 seed:int=0, # seed of the draw
+                 get_y='label', # column name, or function of one item, giving its class
+                ):
+        _check_pct(valid_pct); store_attr()
+    def __call__(self, items):
+        y = _values(items, self.get_y)
+        labels, counts = np.unique(y.astype(str), return_counts=True)
+        if counts.min() < 2: raise ValueError(f"Class {labels[counts.argmin()]!r} has a single image, so it cannot be on both sides of the split. Add images to it.")
+        n_valid = max(int(round(self.valid_pct*len(y))), len(labels))
+        if len(y) - n_valid < len(labels): raise ValueError(f"{len(y)} items cannot give every one of the {len(labels)} classes a training and a validation image. Add images.")
+        tr, va = train_test_split(np.arange(len(y)), test_size=n_valid, stratify=y.astype(str), random_state=self.seed)
+        return sorted(tr.tolist()), sorted(va.tolist())
+
+class GroupSplitter:
+    "fastai splitter: items sharing a group key are all in training or all in validation"
+    def __init__(self,
+                 get_group='group', # column name, or function of one item, giving its group key; a missing key is a group of its own
+                 valid_pct:float=0.2, # validation share; with `get_y` it is rounded to 1/k for a whole number k
+                 seed:int=0, # seed of the draw
+                 get_y=None, # class of an item: when given, the split is also stratified by class
+                ):
+        _check_pct(valid_pct); store_attr()
+    def __call__(self, items):
+        keys = pd.Series(_values(items, self.get_group))
+        keys = keys.astype(object).where(keys.notna(), pd.Series([('single', i) for i in range(len(keys))], dtype=object))
+        g = pd.factorize(keys.map(str))[0]
+        idx = np.arange(len(g))
+        if self.get_y is None:
+            if g.max() < 1: raise ValueError("All items share one group key, so no split can keep groups apart. Check the group column.")
+            tr, va = next(GroupShuffleSplit(n_splits=1, test_size=self.valid_pct, random_state=self.seed).split(idx, groups=g))
+        else:
+            k = max(2, round(1/self.valid_pct))
+            if g.max()+1 < k: raise ValueError(f"Only {g.max()+1} groups, too few for a {1/k:.0%} group split. Add groups or raise `valid_pct`.")
+            y = pd.factorize(pd.Series(_values(items, self.get_y)).astype(str))[0]
+            with warnings.catch_warnings():
+                warnings.filterwarnings('ignore', message='The least populated class')
+                tr, va = next(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=self.seed).split(idx, y, groups=g))
+        return sorted(tr.tolist()), sorted(va.tolist())
+
+# %% ../nbs/02_data.ipynb #1123a349
+def keep_groups_together(is_valid, # boolean validation mask
+                         groups, # group key of each item; missing keys are groups of one
+                        ) -> np.ndarray:
+    "A copy of `is_valid` in which every group found on both sides of the split is moved into training"
+    is_valid, groups = np.asarray(is_valid, bool).copy(), pd.Series(groups)
+    if len(groups) != len(is_valid): raise ValueError(f"`groups` has {len(groups)} keys but `is_valid` has {len(is_valid)} items. Pass one key per item.")
+    known = groups.notna().values
+    both = pd.Series(is_valid[known]).groupby(groups[known].values).nunique() > 1
+    is_valid[known & groups.isin(both.index[both]).values] = False
+    return is_valid
+
+# %% ../nbs/02_data.ipynb #5cc3fdcc
+def split_source(src:ImageSource, valid_pct:float=0.2, seed:int=0) -> np.ndarray:
+    "Boolean validation mask: `src`'s own split, else a seeded split stratified by class that keeps `src.group_col` groups together"
+    if src.df.is_valid.notna().all(): return src.df.is_valid.astype(bool).values
+    if src.group_col and src.df[src.group_col].notna().any(): splitter = GroupSplitter(src.group_col, valid_pct, seed, get_y='label')
+    else: splitter = StratifiedSplitter(valid_pct, seed)
+    return _mask(len(src.df), splitter(src.df)[1])
+
+# %% ../nbs/02_data.ipynb #d7020a9c
 class ResizedCrop(RandTransform):
-    "Random-resized crop of `size` when training; on validation, resize the short side to `size/crop_pct` and center-crop (torchvision's maths)"
+    "Random-resized crop of `size` (and a random horizontal flip) when training; on validation, resize the short side to `size/crop_pct` and center-crop (torchvision's maths)"
     split_idx, order = None, 1
     def __init__(self,
                  size:int, # output side in pixels
                  min_scale:float=0.35, # smallest crop area, as a fraction of the image
                  ratio=(3/4, 4/3), # range of crop aspect ratios
                  crop_pct:float=1.0, # validation: fraction of the resized short side kept by the center crop
+                 flip:bool=False, # training: mirror half of the crops left-right
                 ):
         store_attr(); super().__init__(p=1.)
     def before_call(self, b, split_idx:int):
@@ -164,34 +264,79 @@ class ResizedCrop(RandTransform):
     def encodes(self, x:PILImage):
         if self.train:
             i, j, h, w = T.RandomResizedCrop.get_params(x, scale=(self.min_scale, 1.), ratio=self.ratio)
-            return TF.resized_crop(x, i, j, h, w, [self.size, self.size], TF.InterpolationMode.BICUBIC)
+            x = TF.resized_crop(x, i, j, h, w, [self.size, self.size], TF.InterpolationMode.BICUBIC)
+            return x.transpose(Image.FLIP_LEFT_RIGHT) if self.flip and random.random() < 0.5 else x
         return TF.center_crop(TF.resize(x, round(self.size/self.crop_pct), TF.InterpolationMode.BICUBIC), self.size)
 
-# %% ../nbs/02_data.ipynb #e5560b69
+# %% ../nbs/02_data.ipynb #f93319ef
+WEIGHT_METHODS = ('inverse', 'sqrt', 'effective')
+
+def class_weights(counts, # images per class: a list, array, dict or Series
+                  method:str='inverse', # 'inverse', 'sqrt' or 'effective', see the table above
+                  beta:float=0.999, # `effective` only: 0 gives equal weights, closer to 1 gives closer to `inverse`
+                 ) -> np.ndarray:
+    "Per-class weights from class `counts`, scaled to sum to the number of classes"
+    n = np.asarray(list(counts.values()) if isinstance(counts, dict) else counts, dtype=np.float64)
+    if n.ndim != 1 or len(n) == 0: raise ValueError(f"`counts` must be a 1-D sequence of images per class, got shape {n.shape}.")
+    if (n <= 0).any(): raise ValueError(f"Every class needs at least one training image to get a weight; got counts {n.astype(int).tolist()}. Add images or drop the empty classes.")
+    if method == 'inverse': w = 1/n
+    elif method == 'sqrt': w = 1/np.sqrt(n)
+    elif method == 'effective':
+        if not 0 <= beta < 1: raise ValueError(f"`beta` must be in [0, 1), got {beta}. Typical values are 0.99 to 0.9999.")
+        w = (1-beta)/(1-beta**n)
+    else: raise ValueError(f"`method` must be one of {WEIGHT_METHODS}, got {method!r}.")
+    return w*len(n)/w.sum()
+
+def class_counts(dls) -> pd.Series:
+    "Training images per class of `dls`, in the order of `dls.vocab`"
+    items = dls.train.items
+    if isinstance(items, pd.DataFrame) and 'label' in items.columns: y = items.label.astype(str)
+    else: y = pd.Series([dls.vocab[int(t)] for t in dls.train_ds.tls[-1]]).astype(str)
+    return y.value_counts().reindex([str(v) for v in dls.vocab], fill_value=0)
+
+# %% ../nbs/02_data.ipynb #b67255b0
+class SampledDL(WeightedDL):
+    "fastai's `WeightedDL`: training batches draw items with replacement in proportion to `wgts`, here seeded by the loader's `rng`"
+    def __init__(self, dataset=None, bs=None, wgts=None, **kwargs):
+        if wgts is not None and dataset is not None and len(wgts) != len(dataset):
+            raise ValueError(f"`wgts` has {len(wgts)} weights but the training set has {len(dataset)} items. Pass one weight per training item.")
+        if wgts is not None and (np.asarray(wgts) < 0).any() or (wgts is not None and np.asarray(wgts).sum() <= 0):
+            raise ValueError("`wgts` must be non-negative with a positive sum. Pass sampling weights, not log-weights.")
+        super().__init__(dataset, bs=bs, wgts=wgts, **kwargs)
+    def get_idxs(self):
+        if self.n == 0 or not self.shuffle: return super().get_idxs()
+        return np.random.default_rng(self.rng.getrandbits(64)).choice(self.n, self.n, p=self.wgts).tolist()
+
+# %% ../nbs/02_data.ipynb #66014b2a
 def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSource`
                       size:int=224, # training and validation image side in pixels
                       bs:int=32, # batch size
                       valid_pct:float=0.2, # validation share when `source` has no split of its own
                       seed:int=0, # seed of the split and of the data loaders' shuffling
                       min_scale:float=0.35, # smallest random-crop area when training
-                      flip:bool=True, # random horizontal flips when training
+                      flip:bool=True, # random horizontal flips when training (on the crop, before batching)
                       crop_pct:float=1.0, # validation center crop, see `ResizedCrop`
                       label_col:str='label', # CSV column holding the label
+                      group_col:str|None=None, # CSV column of group keys a seeded split never straddles
                       check:bool=True, # decode every image first and stop on unusable files
+                      skip_bad:bool=False, # skip unusable files and CSV rows of missing files (with a warning) instead of stopping
+                      sampling=None, # balanced training batches: a `class_weights` method, or one weight per training item
                       num_workers:int|None=None, # data loader processes (default: 0, decoding is cheap at reduced scale)
-                      batch_tfms=None, # extra batch transforms (after flips); recipekit's learner adds `Normalize`
+                      cache_mb:float=1024, # keep decoded images in memory up to this many megabytes (see `DecodeCache`); 0 turns it off
+                      batch_tfms=None, # extra batch transforms; recipekit's learner adds `Normalize`
                       **kwargs # passed to `DataBlock.dataloaders`
                      ):
     "fastai `DataLoaders` for an image classification `source`, checked for unusable input first"
     if not isinstance(size, int) or size < 8: raise ValueError(f"`size` must be an int of at least 8 pixels, got {size!r}.")
     if not isinstance(bs, int) or bs < 1: raise ValueError(f"`bs` must be a positive int, got {bs!r}.")
-    src = source if isinstance(source, ImageSource) else read_source(source, label_col=label_col)
-    if check:
-        bad = check_images(src.df.path)
-        if bad:
-            listing = '\n'.join(f"  {p}" for p, _ in bad[:20]) + (f"\n  ... and {len(bad)-20} more" if len(bad) > 20 else '')
-            raise ValueError(f"{len(bad)} of {len(src.df)} image files cannot be decoded (truncated, empty or not images):\n{listing}\n"
-                             f"First error: {bad[0][1]}\nReplace or delete them, then run again.")
+    src = source if isinstance(source, ImageSource) else read_source(source, label_col=label_col, group_col=group_col, strict=not skip_bad)
+    bad = check_images(src.df.path) if check else []
+    if bad and not skip_bad: raise ValueError(bad_files_message(bad, len(src.df)))
+    if bad: src = _without(src, {p for p, _ in bad})
+    check_classes(src)
+    if skip_bad and (bad or src.missing or src.empty_classes):
+        warnings.warn(f"Skipped {len(bad)} unusable image files, {len(src.missing)} CSV rows of missing files and {len(src.empty_classes)} "
+                      f"empty class folders of {str(src.root)!r}; {len(src.df)} images remain. Run `recipekit check` on the data for the list.")
     df = src.df.copy()
     df['is_valid'] = split_source(src, valid_pct, seed)
     n_train = int((~df.is_valid).sum())
@@ -199,18 +344,26 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
     if bs > n_train:
         warnings.warn(f"`bs`={bs} is larger than the {n_train} training images, so no full batch would be trained. Using bs={n_train}.")
         bs = n_train
-    tfms = [Flip()] if flip else []
-    dblock = DataBlock(blocks=(RGBImageBlock(size=size), CategoryBlock(vocab=src.classes)),
+    dl_kwargs = {}
+    if sampling is not None:
+        train_labels = df.label[~df.is_valid].values
+        if isinstance(sampling, str):
+            counts = pd.Series(train_labels).value_counts().reindex(src.classes, fill_value=0)
+            wgts = pd.Series(class_weights(counts, sampling), index=counts.index)[train_labels].values
+        else: wgts = np.asarray(sampling, dtype=np.float64)
+        if wgts.shape != (n_train,): raise ValueError(f"`sampling` has {wgts.size} weights but there are {n_train} training images. Pass one weight per training image, or a method from {WEIGHT_METHODS}.")
+        dl_kwargs = dict(dl_type=SampledDL, dl_kwargs=[{'wgts': wgts}, {}])
+    dblock = DataBlock(blocks=(RGBImageBlock(size=size, cache_mb=cache_mb), CategoryBlock(vocab=src.classes)),
                        get_x=ColReader('path'), get_y=ColReader('label'),
                        splitter=IndexSplitter(np.flatnonzero(df.is_valid.values)),
-                       item_tfms=ResizedCrop(size, min_scale=min_scale, crop_pct=crop_pct),
-                       batch_tfms=tfms + list(batch_tfms or []))
-    dls = dblock.dataloaders(df, bs=bs, num_workers=0 if num_workers is None else num_workers, **kwargs)
+                       item_tfms=ResizedCrop(size, min_scale=min_scale, crop_pct=crop_pct, flip=flip),
+                       batch_tfms=list(batch_tfms or []))
+    dls = dblock.dataloaders(df, bs=bs, num_workers=0 if num_workers is None else num_workers, **dl_kwargs, **kwargs)
     for i, dl in enumerate(dls.loaders): dl.rng = random.Random(seed + i)  # fastai seeds its shuffle from the global `random`
     dls.source = src
     return dls
 
-# %% ../nbs/02_data.ipynb #e696dc0e
+# %% ../nbs/02_data.ipynb #3a55cfb5
 def cache_dir() -> Path:
     "recipekit's cache folder: `$RECIPEKIT_CACHE`, default `~/.cache/recipekit`"
     return Path(os.environ.get('RECIPEKIT_CACHE', Path.home()/'.cache'/'recipekit')).expanduser()

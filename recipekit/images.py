@@ -6,6 +6,7 @@ Docs: https://recipekit.github.io/recipekit/images.html.md"""
 
 # %% ../nbs/01_images.ipynb #a7e24f88
 from __future__ import annotations
+from collections import OrderedDict
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from fastai.data.block import TransformBlock
 from fastai.data.transforms import IntToFloatTensor
 
 # %% auto #0
-__all__ = ['BG', 'open_rgb', 'RGBImage', 'RGBImageBlock']
+__all__ = ['BG', 'DECODE_ERRORS', 'decode_problem', 'open_rgb', 'DecodeCache', 'RGBImage', 'RGBImageBlock']
 
 # %% ../nbs/01_images.ipynb #78920317
 BG = (255, 255, 255) # background for transparent pixels
@@ -37,35 +38,65 @@ def _to_rgb(im:Image.Image, bg=BG) -> Image.Image:
     return im.convert('RGB')
 
 # %% ../nbs/01_images.ipynb #dab2a379
+def _decode(fp, size:int|None=None, bg=BG) -> Image.Image:
+    "Decode `fp` (a path or file object) as `open_rgb` does, letting PIL's errors through"
+    im = Image.open(fp)
+    if size and im.format == 'JPEG': im.draft('RGB', (size, size))
+    im.load()
+    return _to_rgb(ImageOps.exif_transpose(im), bg)
+
+def decode_problem(e:Exception) -> str:
+    "The kind of unusable file that `_decode` raising `e` reveals: 'missing', 'not-an-image', 'truncated' or 'corrupt'"
+    if isinstance(e, FileNotFoundError): return 'missing'
+    if isinstance(e, UnidentifiedImageError): return 'not-an-image'
+    return 'truncated' if 'truncated' in str(e).lower() or 'broken data stream' in str(e) else 'corrupt'
+
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError) # what PIL raises for unusable files
+
 def open_rgb(fn, # path of an image file
              size:int|None=None, # decode JPEGs at reduced scale, keeping both sides at least `size`
              bg=BG, # RGB background for transparent pixels
             ) -> Image.Image:
     "Image file `fn` as a fully loaded, EXIF-oriented, 3-channel RGB PIL image"
     fn = Path(fn)
-    try:
-        im = Image.open(fn)
-        if size and im.format == 'JPEG': im.draft('RGB', (size, size))
-        im.load()
-        im = ImageOps.exif_transpose(im)
-        return _to_rgb(im, bg)
+    try: return _decode(fn, size, bg)
     except FileNotFoundError: raise ValueError(f"Image file {str(fn)!r} does not exist. Check the path, or remove the row that names it.") from None
     except UnidentifiedImageError: reason = "it is not an image PIL can read (empty, or another format with an image extension)"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e: reason = f"it is truncated or corrupt ({e})"
+    except DECODE_ERRORS as e: reason = f"it is truncated or corrupt ({e})"
     raise ValueError(f"Cannot use image file {str(fn)!r}: {reason}. Replace or delete it, then run again.")
 
-# %% ../nbs/01_images.ipynb #216e9507
+# %% ../nbs/01_images.ipynb #0030be6b
+class DecodeCache:
+    "Decoded images kept in memory up to `max_mb` megabytes, least recently used out first; emptied when pickled"
+    def __init__(self, max_mb:float=1024): self.max_bytes, self.d, self.nbytes, self.hits, self.misses = max_mb*2**20, OrderedDict(), 0, 0, 0
+    def __len__(self): return len(self.d)
+    def get(self, key, make):
+        "The image cached under `key`, made by `make()` on a miss"
+        im = self.d.get(key)
+        if im is not None: self.d.move_to_end(key); self.hits += 1; return im
+        im = make(); self.misses += 1
+        nb = im.width*im.height*len(im.getbands())
+        if nb <= self.max_bytes:
+            self.d[key] = im; self.nbytes += nb
+            while self.nbytes > self.max_bytes: _, old = self.d.popitem(last=False); self.nbytes -= old.width*old.height*len(old.getbands())
+        return im
+    def __getstate__(self): return dict(self.__dict__, d=OrderedDict(), nbytes=0, hits=0, misses=0)
+
+# %% ../nbs/01_images.ipynb #4f7f5553
 class RGBImage(PILImage):
     "A `PILImage` opened with `open_rgb`: RGB, EXIF-oriented, JPEGs decoded at reduced scale"
     @classmethod
-    def create(cls, fn, size:int|None=None, bg=BG, **kwargs):
-        "Open `fn` (a path) with `open_rgb`; other inputs as `PILImage.create`"
-        if isinstance(fn, (str, Path)): return cls(open_rgb(fn, size=size, bg=bg))
-        return super().create(fn, **kwargs)
+    def create(cls, fn, size:int|None=None, bg=BG, cache:DecodeCache|None=None, **kwargs):
+        "Open `fn` (a path) with `open_rgb`, through `cache` when given; other inputs as `PILImage.create`"
+        if not isinstance(fn, (str, Path)): return super().create(fn, **kwargs)
+        if cache is None: return cls(open_rgb(fn, size=size, bg=bg))
+        return cls(cache.get((str(fn), size, tuple(bg)), lambda: open_rgb(fn, size=size, bg=bg)).copy())
 
-# %% ../nbs/01_images.ipynb #0030be6b
+# %% ../nbs/01_images.ipynb #73e81a88
 def RGBImageBlock(size:int|None=None, # smallest side JPEGs are decoded at, usually the training size
                   bg=BG, # RGB background for transparent pixels
+                  cache_mb:float=0, # keep decoded images in a `DecodeCache` of this many megabytes; 0 decodes every time
                  ):
     "A `TransformBlock` for images opened with `open_rgb`, for use in a fastai `DataBlock`"
-    return TransformBlock(type_tfms=partial(RGBImage.create, size=size, bg=bg), batch_tfms=IntToFloatTensor)
+    cache = DecodeCache(cache_mb) if cache_mb > 0 else None
+    return TransformBlock(type_tfms=partial(RGBImage.create, size=size, bg=bg, cache=cache), batch_tfms=IntToFloatTensor)

@@ -8,7 +8,7 @@ Docs: https://recipekit.github.io/recipekit/learner.html.md"""
 from __future__ import annotations
 import warnings
 from functools import partial
-import torch, timm
+import numpy as np, pandas as pd, torch, timm
 from torch import nn
 from fastcore.basics import patch, store_attr
 from fastcore.foundation import L
@@ -23,10 +23,11 @@ from timm.models import group_parameters
 
 from .weights import create_backbone, norm_stats, check_arch
 from .recipe import Recipe
+from .audit import dataset_stats
 
 # %% auto #0
-__all__ = ['NORM_TYPES', 'timm_groups', 'norm_modules', 'bf16_supported', 'resolve_precision', 'Precision', 'split_by_names',
-           'recipe_learner']
+__all__ = ['NORM_TYPES', 'timm_groups', 'norm_modules', 'bf16_supported', 'resolve_precision', 'Precision', 'resolve_stats',
+           'split_by_names', 'recipe_learner']
 
 # %% ../nbs/30_learner.ipynb #d2f810b7
 def timm_groups(model:nn.Module, coarse:bool=True) -> list:
@@ -92,17 +93,39 @@ class Precision(Callback):
     def after_fit(self): self._exit()
 
 # %% ../nbs/30_learner.ipynb #f306a1f2
-def _set_normalize(dls, mean, std, arch):
-    "Make `dls` normalize with `mean`/`std`, replacing a different `Normalize` with a warning"
-    for dl in dls.loaders:
-        tfms = [t for t in dl.after_batch.fs if isinstance(t, Normalize)]
-        for t in tfms:
-            same = torch.allclose(t.mean.flatten().cpu(), torch.tensor(mean)) and torch.allclose(t.std.flatten().cpu(), torch.tensor(std))
-            if same: continue
-            warnings.warn(f"The data loaders normalize with mean={t.mean.flatten().tolist()}, std={t.std.flatten().tolist()}, but the "
-                          f"pretrained weights of {arch} expect mean={list(mean)}, std={list(std)}. recipekit uses the backbone's "
-                          "statistics; remove your Normalize to silence this.")
-        if tfms: dl.after_batch.fs = L(t for t in dl.after_batch.fs if not isinstance(t, Normalize))
+def _same(a, b): return np.allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), atol=1e-4)
+
+def _dls_stats(dls):
+    "(mean, std) of the first `Normalize` of `dls.train`, or None"
+    t = [t for t in dls.train.after_batch.fs if isinstance(t, Normalize)]
+    return (t[0].mean.flatten().tolist(), t[0].std.flatten().tolist()) if t else None
+
+def _train_paths(dls):
+    items = dls.train.items
+    return list(items.path) if isinstance(items, pd.DataFrame) and 'path' in items.columns else None
+
+def resolve_stats(dls, model, recipe:Recipe, arch:str) -> tuple:
+    "(mean, std) to normalize with: the recipe's, else the backbone's when pretrained, else the training set's (see the table)"
+    own = norm_stats(model)
+    if recipe.mean is not None:
+        if recipe.pretrained and not _same(recipe.mean, own[0]) or recipe.pretrained and not _same(recipe.std, own[1]):
+            warnings.warn(f"Normalizing with mean={recipe.mean}, std={recipe.std} instead of the statistics the pretrained weights of {arch} were "
+                          f"trained with (mean={list(own[0])}, std={list(own[1])}), which usually costs accuracy. Leave `mean`/`std` unset to use the backbone's.")
+        return tuple(recipe.mean), tuple(recipe.std)
+    user = _dls_stats(dls)
+    if recipe.pretrained:
+        if user and not (_same(user[0], own[0]) and _same(user[1], own[1])):
+            warnings.warn(f"The data loaders normalize with mean={user[0]}, std={user[1]}, but the pretrained weights of {arch} expect "
+                          f"mean={list(own[0])}, std={list(own[1])}. recipekit uses the backbone's statistics; remove your Normalize to silence this, "
+                          "or set the recipe's `mean`/`std` to force yours.")
+        return own
+    if user: return tuple(user[0]), tuple(user[1])
+    paths = _train_paths(dls)
+    return dataset_stats(paths, size=64) if paths else own
+
+def _set_normalize(dls, mean, std):
+    "Make `dls` normalize with `mean`/`std` and nothing else"
+    for dl in dls.loaders: dl.after_batch.fs = L(t for t in dl.after_batch.fs if not isinstance(t, Normalize))
     dls.add_tfms([Normalize.from_stats(mean, std)], 'after_batch')
 
 # %% ../nbs/30_learner.ipynb #cad00390
@@ -134,8 +157,8 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     model = create_backbone(arch, pretrained=pretrained, weights=weights, n_out=dls.c, drop_rate=recipe.head_dropout)
     head = model.get_classifier()
     nn.init.zeros_(head.weight); nn.init.zeros_(head.bias)
-    mean, std = norm_stats(model)
-    _set_normalize(dls, mean, std, arch)
+    mean, std = resolve_stats(dls, model, recipe, arch)
+    _set_normalize(dls, mean, std)
 
     # parameter groups; with the frozen norm policy the body's norm layers leave the optimizer for good
     names = timm_groups(model, coarse)
@@ -153,7 +176,7 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     learn = Learner(dls, model, loss_func=loss, splitter=splitter, metrics=accuracy if metrics is None else metrics,
                     wd=recipe.wd, cbs=cbs, train_bn=not frozen_norm, **kwargs)
     if precision == 'fp16': learn.to_fp16()
-    learn.recipe = recipe.replace(precision=precision)
+    learn.recipe = recipe.replace(precision=precision, mean=list(mean), std=list(std))
     return learn
 
 # %% ../nbs/30_learner.ipynb #6d938255

@@ -41,6 +41,8 @@ class Recipe:
     valid_pct:float = 0.2 # validation share when the data has no split of its own
     precision:str = 'auto' # 'auto' (bf16 where the hardware has it), 'fp32', 'bf16' or 'fp16' (CUDA only)
     channels_last:bool = True # channels-last memory format (2x faster convolutions on CPU)
+    mean:list|None = None # per-channel normalization mean; None: the backbone's when pretrained, else the training set's
+    std:list|None = None # per-channel normalization std, set together with `mean`
     seed:int = 0 # seed of the split, the initialization and the data order
     reasons:list = field(default_factory=list) # why the chooser picked these values
 
@@ -55,6 +57,11 @@ class Recipe:
             if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ValueError(f"`{k}` must be an int >= 0, got {v!r}.")
         if self.freeze_epochs + self.epochs == 0: raise ValueError("`freeze_epochs` and `epochs` are both 0: nothing would be trained. Set at least one of them.")
         if not self.lr > 0: raise ValueError(f"`lr` must be positive, got {self.lr!r}.")
+        if (self.mean is None) != (self.std is None): raise ValueError("Set `mean` and `std` together (three numbers each), or leave both None.")
+        if self.mean is not None:
+            self.mean, self.std = [float(v) for v in self.mean], [float(v) for v in self.std]
+            if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+                raise ValueError(f"`mean` and `std` need three numbers each (RGB, on the 0..1 scale), std > 0; got mean={self.mean}, std={self.std}.")
 
     def to_dict(self): return asdict(self)
     def to_json(self): return json.dumps(self.to_dict(), indent=2)

@@ -19,9 +19,9 @@ def make_folder(root, counts, size=(24, 20), split=None, seed=0):
         for i in range(n): Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(d/f'{c}{i}.png')
     return Path(root)
 
-def make_colours(root, n=8, size=32):
+def make_colours(root, n=8, size=32, seed=0):
     "Two easy classes, red and blue images with noise"
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for c, col in (('red', (200, 30, 30)), ('blue', (30, 30, 200))):
         (Path(root)/c).mkdir(parents=True, exist_ok=True)
         for i in range(n):

@@ -21,7 +21,7 @@ def _bad_weights(p):
     (lambda p: [str((p/'empty').mkdir() or p/'empty')], 'has no class folders'),
     (lambda p: [str(make_folder(p/'one', {'cat': 3}))], 'Only one class'),
     (lambda p: [str(make_folder(p/'e', {'cat': 3, 'dog': 3}))] if (p/'e'/'fish').mkdir(parents=True) is None else [], 'Class folder .*fish.* has no images'),
-    (lambda p: [str(make_colours(p/'c'))] if (p/'c'/'red').mkdir(parents=True) is None and (p/'c'/'red'/'bad.jpg').write_bytes(b'\xff\xd8\xff\xe0junk') else [], 'cannot be decoded'),
+    (lambda p: [str(make_colours(p/'c'))] if (p/'c'/'red').mkdir(parents=True) is None and (p/'c'/'red'/'bad.jpg').write_bytes(b'\xff\xd8\xff\xe0junk') else [], 'cannot be used'),
     (lambda p: [str(make_colours(p/'c')), '--arch', 'efficientnet_b99'], "Unknown architecture 'efficientnet_b99'"),
     (lambda p: [str(make_colours(p/'c')), '--arch', 'tf_efficientnet_lite0'] + _bad_weights(p), 'Weights do not fit'),
     (lambda p: [str(make_colours(p/'c')), '--recipe', str(p/'none.json')], 'Recipe file .* does not exist'),
@@ -101,3 +101,30 @@ def test_hymenoptera_with_defaults_reaches_95(tmp_path, capsys, monkeypatch):
     assert info['accuracy'] >= 0.95, info['accuracy']
     m = pd.read_csv(run/'metrics.csv')
     assert len(m) == info['recipe']['freeze_epochs'] + info['recipe']['epochs']  # time is measured by the benchmark, not here
+
+def test_train_audits_first_and_keeps_the_table(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = make_colours(tmp_path/'colours', n=6)
+    (data/'red'/'zero.png').write_bytes(b'')
+    code, err = _err(capsys, ['train', str(data)] + FAST)
+    assert code == 2 and '1 of 13 image files cannot be used' in err and 'zero.png: the file is empty' in err and '--skip-bad' in err
+    assert main(['train', str(data), '--skip-bad'] + FAST) == 0
+    out = capsys.readouterr().out
+    assert 'audit: 13 files, 1 problems; skipped 1 unusable files' in out
+    run = next((tmp_path/'runs').iterdir())
+    t = pd.read_csv(run/'audit.csv')
+    assert t[t.severity == 'problem'][['kind', 'path']].values.tolist() == [['empty-file', 'red/zero.png']]
+    assert (data/'red'/'zero.png').exists()  # nothing the user had is touched
+
+def test_train_warns_on_copies_across_the_split_and_dedupe_moves_them(tmp_path, capsys, monkeypatch):
+    import shutil
+    monkeypatch.chdir(tmp_path)
+    for seed, split in enumerate(('train', 'valid')): make_colours(tmp_path/'d'/split, n=4, seed=seed)
+    shutil.copyfile(tmp_path/'d'/'train'/'red'/'0.png', tmp_path/'d'/'valid'/'red'/'copy.png')
+    assert main(['train', str(tmp_path/'d')] + FAST) == 0
+    out = capsys.readouterr().out
+    assert 'warning: 1 validation images have a copy in training' in out and '--dedupe' in out
+    assert main(['train', str(tmp_path/'d'), '--dedupe'] + FAST) == 0
+    out = capsys.readouterr().out
+    assert 'moved 1 validation images with a copy in training into training' in out
+    assert 'train: tf_efficientnet_lite0 at 32px, 9 train / 8 valid images' in out

@@ -73,3 +73,31 @@ def test_block_opens_through_open_rgb(tmp_path):
     fn = _save(tmp_path, Image.new('CMYK', (2000, 1000), (0, 255, 255, 0)), 'big.jpg')
     im = RGBImageBlock(size=224).type_tfms[0](fn)
     assert isinstance(im, RGBImage) and im.mode == 'RGB' and im.size == (500, 250)  # converted, decoded at 1/4 scale
+
+def test_reduced_scale_decode_matches_full_decode_on_a_real_photo():
+    from conftest import shared_data
+    fn = shared_data('hymenoptera')/'val'/'ants'/'ants-devouring-remains-of-large-dead-insect-on-red-tile-in-Stellenbosch-South-Africa-closeup-1-DHD.jpg'
+    fast_im = open_rgb(fn, size=120)
+    assert fast_im.size == (324, 243)  # 2592x1944 decoded at 1/8
+    full = np.asarray(open_rgb(fn).resize((160, 120), Image.BICUBIC), np.float32)
+    fast = np.asarray(fast_im.resize((160, 120), Image.BICUBIC), np.float32)
+    assert np.abs(full - fast).mean() < 2  # within resampling error (0.43 grey levels measured)
+
+def test_decode_cache_serves_repeats_and_is_not_pickled(tmp_path):
+    import pickle
+    from recipekit.images import DecodeCache
+    fn = _save(tmp_path, Image.new('RGB', (20, 10), (1, 2, 3)), 'a.png')
+    block = RGBImageBlock(cache_mb=1)
+    create = block.type_tfms[0]; cache = create.keywords['cache']
+    a, b = create(fn), create(fn)
+    assert (cache.hits, cache.misses, cache.nbytes) == (1, 1, 600)
+    a.putpixel((0, 0), (9, 9, 9)); assert create(fn).getpixel((0, 0)) == (1, 2, 3)  # callers get copies
+    assert len(pickle.loads(pickle.dumps(create)).keywords['cache']) == 0
+    assert RGBImageBlock().type_tfms[0].keywords['cache'] is None
+
+def test_decode_cache_evicts_least_recently_used():
+    from recipekit.images import DecodeCache
+    c = DecodeCache(max_mb=2*300/2**20)  # two 10x10 RGB images
+    make = lambda: Image.new('RGB', (10, 10))
+    for k in 'abac': c.get(k, make)  # 'a' used again, so 'b' goes when 'c' arrives
+    assert list(c.d) == ['a', 'c'] and c.nbytes == 600

@@ -1,4 +1,5 @@
 import math, warnings, pytest, torch, timm
+import numpy as np
 from torch import nn
 from fastai.vision.all import Normalize, CancelFitException, Callback
 from recipekit.data import image_dataloaders
@@ -114,3 +115,21 @@ def test_learner_exports(dls, tmp_path):
     learn = recipe_learner(dls, recipe=TINY)
     learn.export(tmp_path/'learn.pkl')
     assert (tmp_path/'learn.pkl').stat().st_size > 1_000_000
+
+def test_random_init_normalizes_with_dataset_stats(tmp_path):
+    from recipekit.audit import dataset_stats
+    data = make_colours(tmp_path)
+    dls = image_dataloaders(data, size=32, bs=4)
+    learn = recipe_learner(dls, 'tf_efficientnet_lite0', pretrained=False, recipe=Recipe(size=32, freeze_epochs=0, epochs=1))
+    expected = dataset_stats(list(dls.train.items.path), size=64)
+    np.testing.assert_allclose(learn.recipe.mean, expected[0]); np.testing.assert_allclose(learn.recipe.std, expected[1])
+    norm = [t for t in dls.train.after_batch.fs if isinstance(t, Normalize)]
+    assert len(norm) == 1 and np.allclose(norm[0].mean.flatten().tolist(), expected[0])
+
+def test_recipe_stats_override_pretrained_with_warning(tmp_path):
+    dls = image_dataloaders(make_colours(tmp_path), size=32, bs=4)
+    with pytest.warns(UserWarning, match='instead of the statistics the pretrained weights'):
+        learn = recipe_learner(dls, 'tf_efficientnet_lite0', recipe=Recipe(size=32, mean=[0.4]*3, std=[0.2]*3))
+    assert learn.recipe.mean == [0.4]*3
+    with pytest.raises(ValueError, match='Set `mean` and `std` together'): Recipe(mean=[0.4]*3)
+    with pytest.raises(ValueError, match='three numbers each'): Recipe(mean=[0.4]*2, std=[0.2]*2)
