@@ -68,7 +68,7 @@ def train(args, log=print) -> dict:
     src = audit.usable_source(skip_bad=args.skip_bad, dedupe=args.dedupe)
     n_bad, leaks = len(audit.kinds(*A.FILE_PROBLEMS)), audit.kinds(*A.LEAK_PROBLEMS)
     log(f"audit: {len(audit.files)} files, {'no problems' if audit.ok else f'{len(audit.problems)} problems'}"
-        + (f"; skipped {n_bad} unusable files" if n_bad else '') + (f"; {len(audit.notes)} notes" if len(audit.notes) else ''))
+        + (f"; skipped {n_bad} unusable files" if n_bad else '') + (f"; notes: {', '.join(f'{n} {k}' for k, n in audit.notes.kind.value_counts(sort=False).items())} (see audit.csv)" if len(audit.notes) else ''))
     if len(leaks):
         moved = int(audit.source.df.is_valid.sum() - src.df.is_valid.sum())
         if args.dedupe: log(f"audit: moved {moved} validation images with a copy in training into training")

@@ -226,7 +226,7 @@ class GroupSplitter:
                 tr, va = next(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=self.seed).split(idx, y, groups=g))
         return sorted(tr.tolist()), sorted(va.tolist())
 
-# %% ../nbs/02_data.ipynb #1123a349
+# %% ../nbs/02_data.ipynb #5cc3fdcc
 def keep_groups_together(is_valid, # boolean validation mask
                          groups, # group key of each item; missing keys are groups of one
                         ) -> np.ndarray:
@@ -238,7 +238,7 @@ def keep_groups_together(is_valid, # boolean validation mask
     is_valid[known & groups.isin(both.index[both]).values] = False
     return is_valid
 
-# %% ../nbs/02_data.ipynb #5cc3fdcc
+# %% ../nbs/02_data.ipynb #d7020a9c
 def split_source(src:ImageSource, valid_pct:float=0.2, seed:int=0) -> np.ndarray:
     "Boolean validation mask: `src`'s own split, else a seeded split stratified by class that keeps `src.group_col` groups together"
     if src.df.is_valid.notna().all(): return src.df.is_valid.astype(bool).values
@@ -246,7 +246,7 @@ def split_source(src:ImageSource, valid_pct:float=0.2, seed:int=0) -> np.ndarray
     else: splitter = StratifiedSplitter(valid_pct, seed)
     return _mask(len(src.df), splitter(src.df)[1])
 
-# %% ../nbs/02_data.ipynb #d7020a9c
+# %% ../nbs/02_data.ipynb #ef4080f1
 class ResizedCrop(RandTransform):
     "Random-resized crop of `size` (and a random horizontal flip) when training; on validation, resize the short side to `size/crop_pct` and center-crop (torchvision's maths)"
     split_idx, order = None, 1
@@ -268,7 +268,7 @@ class ResizedCrop(RandTransform):
             return x.transpose(Image.FLIP_LEFT_RIGHT) if self.flip and random.random() < 0.5 else x
         return TF.center_crop(TF.resize(x, round(self.size/self.crop_pct), TF.InterpolationMode.BICUBIC), self.size)
 
-# %% ../nbs/02_data.ipynb #f93319ef
+# %% ../nbs/02_data.ipynb #c2d7c555
 WEIGHT_METHODS = ('inverse', 'sqrt', 'effective')
 
 def class_weights(counts, # images per class: a list, array, dict or Series
@@ -294,7 +294,7 @@ def class_counts(dls) -> pd.Series:
     else: y = pd.Series([dls.vocab[int(t)] for t in dls.train_ds.tls[-1]]).astype(str)
     return y.value_counts().reindex([str(v) for v in dls.vocab], fill_value=0)
 
-# %% ../nbs/02_data.ipynb #b67255b0
+# %% ../nbs/02_data.ipynb #2c468a79
 class SampledDL(WeightedDL):
     "fastai's `WeightedDL`: training batches draw items with replacement in proportion to `wgts`, here seeded by the loader's `rng`"
     def __init__(self, dataset=None, bs=None, wgts=None, **kwargs):
@@ -307,7 +307,7 @@ class SampledDL(WeightedDL):
         if self.n == 0 or not self.shuffle: return super().get_idxs()
         return np.random.default_rng(self.rng.getrandbits(64)).choice(self.n, self.n, p=self.wgts).tolist()
 
-# %% ../nbs/02_data.ipynb #66014b2a
+# %% ../nbs/02_data.ipynb #b7c510f8
 def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSource`
                       size:int=224, # training and validation image side in pixels
                       bs:int=32, # batch size
@@ -363,7 +363,7 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
     dls.source = src
     return dls
 
-# %% ../nbs/02_data.ipynb #3a55cfb5
+# %% ../nbs/02_data.ipynb #037bf2e1
 def cache_dir() -> Path:
     "recipekit's cache folder: `$RECIPEKIT_CACHE`, default `~/.cache/recipekit`"
     return Path(os.environ.get('RECIPEKIT_CACHE', Path.home()/'.cache'/'recipekit')).expanduser()

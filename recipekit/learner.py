@@ -141,6 +141,7 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
                    weights=None, # explicit weights file, overriding the recipe's and the offline search
                    pretrained:bool|None=None, # load ImageNet weights; default: the recipe's
                    metrics=None, # fastai metrics; default: accuracy
+                   loss_func=None, # loss; default: cross-entropy with the recipe's label smoothing
                    cbs=None, # extra callbacks
                    coarse:bool=True, # coarse (per stage) or fine (per block) parameter groups
                    **kwargs # passed to fastai's `Learner`
@@ -170,7 +171,7 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
         names = [g for g in ([n for n in g if n not in frozen] for g in names) if g]
     splitter = partial(split_by_names, names=names)
 
-    loss = LabelSmoothingCrossEntropyFlat(eps=recipe.label_smoothing) if recipe.label_smoothing else CrossEntropyLossFlat()
+    loss = loss_func or (LabelSmoothingCrossEntropyFlat(eps=recipe.label_smoothing) if recipe.label_smoothing else CrossEntropyLossFlat())
     precision = resolve_precision(recipe.precision, dls.device.type if dls.device is not None else 'cpu')
     cbs = [Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] + ([BnFreeze()] if frozen_norm else []) + list(cbs or [])
     learn = Learner(dls, model, loss_func=loss, splitter=splitter, metrics=accuracy if metrics is None else metrics,

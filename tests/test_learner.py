@@ -133,3 +133,13 @@ def test_recipe_stats_override_pretrained_with_warning(tmp_path):
     assert learn.recipe.mean == [0.4]*3
     with pytest.raises(ValueError, match='Set `mean` and `std` together'): Recipe(mean=[0.4]*3)
     with pytest.raises(ValueError, match='three numbers each'): Recipe(mean=[0.4]*2, std=[0.2]*2)
+
+def test_class_weighted_loss_through_recipe_learner(tmp_path):
+    from fastai.losses import CrossEntropyLossFlat
+    from recipekit.data import class_weights, class_counts
+    dls = image_dataloaders(make_colours(tmp_path), size=32, bs=4)
+    w = torch.tensor(class_weights(class_counts(dls)), dtype=torch.float32)
+    learn = recipe_learner(dls, 'tf_efficientnet_lite0', recipe=Recipe(size=32), loss_func=CrossEntropyLossFlat(weight=w))
+    assert torch.equal(learn.loss_func.func.weight, w)
+    xb, yb = dls.one_batch()
+    assert abs(learn.loss_func(learn.model.eval()(xb), yb).item() - math.log(2)) < 1e-5  # zero head: ln 2 whatever the weights
