@@ -6,84 +6,24 @@ Docs: https://recipekit.github.io/recipekit/audit.html.md"""
 
 # %% ../nbs/03_audit.ipynb #358aec85
 from __future__ import annotations
-import hashlib, io, os
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np, pandas as pd
-import imagehash
 from PIL import Image
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from .images import _decode, decode_problem, DECODE_ERRORS, open_rgb
-from .data import ImageSource, read_source, valid_only_classes, keep_groups_together, bad_files_message
+from .images import open_rgb, inspect_files, duplicate_groups
+from .data import ImageSource, read_source, keep_groups_together, blocking_message
 
 # %% auto #0
-__all__ = ['THUMB', 'FILE_PROBLEMS', 'CLASS_PROBLEMS', 'LEAK_PROBLEMS', 'inspect_file', 'duplicate_groups', 'Audit',
-           'audit_source', 'dataset_stats']
+__all__ = ['FILE_PROBLEMS', 'CLASS_PROBLEMS', 'LEAK_PROBLEMS', 'BLOCKING', 'Audit', 'audit_source', 'dataset_stats']
 
 # %% ../nbs/03_audit.ipynb #f82cc903
-THUMB = 16 # side of the thumbnails that confirm near copies
-
-def inspect_file(fn) -> dict:
-    "Facts about image file `fn`: bytes, SHA-256, stored format, mode and size, and for a usable image its perceptual hash and thumbnail"
-    r = dict(bytes=0, sha256=None, format=None, mode=None, width=0, height=0, phash=None, thumb=None, error=None, reason=None)
-    try: b = Path(fn).read_bytes()
-    except FileNotFoundError: return dict(r, error='missing-file', reason='the file does not exist')
-    except OSError as e: return dict(r, error='corrupt', reason=f"it cannot be read ({e})")
-    r.update(bytes=len(b), sha256=hashlib.sha256(b).hexdigest())
-    if not b: return dict(r, error='empty-file', reason='the file is empty, 0 bytes')
-    try:
-        with Image.open(io.BytesIO(b)) as im: r.update(format=im.format, mode=im.mode, width=im.size[0], height=im.size[1])
-        rgb = _decode(io.BytesIO(b), size=4*THUMB)
-    except DECODE_ERRORS as e:
-        kind = decode_problem(e)
-        reason = {'not-an-image': 'no image decoder recognises it', 'truncated': 'the image data ends early'}.get(kind, f"it cannot be decoded ({e})")
-        return dict(r, error=kind, reason=reason)
-    r['phash'] = int(str(imagehash.phash(rgb)), 16)
-    r['thumb'] = np.asarray(rgb.resize((THUMB, THUMB), Image.BILINEAR), dtype=np.uint8)
-    return r
-
-# %% ../nbs/03_audit.ipynb #7269d48c
-def _pairs(phash:np.ndarray, thumbs:np.ndarray, max_distance:int, max_diff:float, chunk:int=1024):
-    "(i, j) with i < j of every pair within `max_distance` hash bits and `max_diff` mean thumbnail grey levels"
-    out = []
-    for s in range(0, len(phash), chunk):
-        d = np.bitwise_count(phash[s:s+chunk, None] ^ phash[None, :])
-        i, j = np.nonzero(d <= max_distance)
-        i += s; keep = j > i
-        for a, b in zip(i[keep], j[keep]):
-            if np.abs(thumbs[a].astype(np.float32) - thumbs[b]).mean() <= max_diff: out.append((a, b))
-    return out
-
-def duplicate_groups(sha:list, # content hash of each item (None for unusable files)
-                     phash:list, # 64-bit perceptual hash of each item (None for unusable files)
-                     thumbs:list, # THUMBxTHUMB RGB thumbnail of each item (None for unusable files)
-                     max_distance:int=10, # most perceptual-hash bits in which near copies differ
-                     max_diff:float=8., # most mean thumbnail difference, in grey levels, of near copies
-                    ) -> tuple:
-    "Group id of each item (-1 for items without copies) and the `(i, j, kind)` copy pairs that join them"
-    n = len(sha)
-    ok = np.array([h is not None for h in phash])
-    pairs = []
-    by_sha = pd.Series(range(n))[pd.Series(sha).notna().values].groupby(pd.Series(sha)[pd.Series(sha).notna()].values)
-    for _, idx in by_sha: pairs += [(idx.iloc[0], j, 'exact') for j in idx.iloc[1:]]
-    if ok.sum() > 1:
-        u = np.flatnonzero(ok)
-        ph = np.array([phash[i] for i in u], dtype=np.uint64)
-        th = np.stack([thumbs[i] for i in u])
-        pairs += [(u[a], u[b], 'near') for a, b in _pairs(ph, th, max_distance, max_diff) if sha[u[a]] != sha[u[b]]]
-    if not pairs: return np.full(n, -1), []
-    i, j = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-    _, comp = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
-    sizes = np.bincount(comp)
-    return np.where(sizes[comp] > 1, comp, -1), pairs
-
-# %% ../nbs/03_audit.ipynb #8e71470d
-FILE_PROBLEMS = ('missing-file', 'empty-file', 'not-an-image', 'truncated', 'corrupt')
+FILE_PROBLEMS = ('missing-file', 'empty-file', 'not-an-image', 'too-large', 'truncated', 'corrupt')
 CLASS_PROBLEMS = ('empty-class', 'valid-only-class')
-LEAK_PROBLEMS = ('duplicate', 'near-duplicate')
+LEAK_PROBLEMS = ('duplicate', 'near-duplicate', 'group-across-split')
+BLOCKING = ('label-conflict',) # besides files and classes, these stop training too
 
 @dataclass
 class Audit:
@@ -100,7 +40,8 @@ class Audit:
         "Usable images per class (rows) and split (columns), empty classes included"
         f = self.files[self.files.error.isna()]
         t = pd.crosstab(f.label, f.split)
-        classes = sorted(set(t.index) | {Path(p).name for p in self.kinds('empty-class').path})
+        e = self.kinds('empty-class')
+        classes = sorted(set(t.index) | {Path(p).name for p in e.path if p is not None} | set(self.files.label.dropna()))
         t = t.reindex(index=classes, fill_value=0)
         return t[[c for c in ('train', 'valid', 'unsplit') if c in t.columns]].rename_axis(index='class', columns=None)
 
@@ -113,21 +54,24 @@ class Audit:
     def summary(self) -> str:
         "A short text report: counts, every problem, and the notes by kind"
         src = self.source
-        lines = [f"audit of {src.name} ({src.layout}): {len(self.files)} files, {self.counts.values.sum()} usable images, {len(self.counts)} classes",
-                 self.counts.to_string()]
-        if self.ok: lines.append("no problems")
-        else:
-            lines.append(f"{len(self.problems)} problems:")
-            for r in self.problems.itertuples():
-                other = f" = {self._rel(r.other)}" if isinstance(r.other, (str, Path)) and str(r.other) else ''
-                lines.append(f"  {r.kind:<16} {self._rel(r.path) or r.detail}{other}" + (f"  ({r.detail})" if self._rel(r.path) else ''))
-        for kind, g in self.notes.groupby('kind', sort=False): lines.append(f"note: {len(g)} {_NOTE_TEXT[kind]}, e.g. {self._rel(g.path.iloc[0])} ({g.detail.iloc[0]})")
+        c = self.counts
+        lines = [f"audit of {src.name} ({src.layout}): {len(self.files)} files, {c.values.sum()} usable images, "
+                 f"{len(c)} classes", c.to_string()]
+        lines.append("no problems" if self.ok else f"{len(self.problems)} problems:")
+        for r in self.problems.itertuples():
+            path, other = self._rel(r.path), self._rel(r.other)
+            if not path: lines.append(f"  {r.kind:<16} {r.detail}"); continue
+            lines.append(f"  {r.kind:<16} {path}" + (f" = {other}" if other else '') + f"  ({r.detail})")
+        for kind, g in self.notes.groupby('kind', sort=False):
+            r = g.iloc[0]
+            detail = r.detail.replace('`other`', self._rel(r.other)) if self._rel(r.other) else r.detail
+            lines.append(f"note: {len(g)} {_NOTE_TEXT[kind]}, e.g. {self._rel(r.path)} ({detail})")
         return '\n'.join(lines)
     def __repr__(self): return self.summary()
 
     def table(self) -> pd.DataFrame:
         "Problems and notes in one table, with `severity` 'problem' or 'note' and paths relative to the data"
-        t = pd.concat([self.problems.assign(severity='problem'), self.notes.assign(severity='note', other=None)], ignore_index=True)
+        t = pd.concat([self.problems.assign(severity='problem'), self.notes.assign(severity='note')], ignore_index=True)
         for c in ('path', 'other'): t[c] = t[c].map(self._rel)
         return t[['severity', 'kind', 'path', 'other', 'detail']]
 
@@ -135,36 +79,39 @@ class Audit:
         "Write `table()` to CSV file `fn`, refusing to overwrite an existing file"
         fn = Path(fn)
         if fn.exists(): raise ValueError(f"{str(fn)!r} already exists and is not overwritten. Pass a new file name.")
-        self.table().to_csv(fn, index=False)
+        try: self.table().to_csv(fn, index=False)
+        except OSError as e: raise ValueError(f"Cannot write the audit table to {str(fn)!r} ({e.strerror or e}). "
+                                              "Pass a path in an existing, writable folder.") from None
         return fn
 
 _NOTE_TEXT = {'mode': 'images stored in a mode other than RGB (converted to RGB)', 'small': 'small images',
-              'aspect': 'very elongated images', 'copies': 'images with a copy on the same side of the split (a seeded split keeps copies together)'}
+              'aspect': 'very elongated images',
+              'copies': 'images with a copy on the same side of the split (a seeded split keeps copies together)'}
 
-# %% ../nbs/03_audit.ipynb #1e4d665e
-def _class_error(a:Audit):
-    empty, vo = a.kinds('empty-class'), a.kinds('valid-only-class')
-    if not len(vo): return ValueError(f"Class folder {str(empty.path.iloc[0])!r} has no images{f' (and {len(empty)-1} more)' if len(empty)>1 else ''}. "
-                                     "Add images to it, remove the folder, or pass `skip_bad=True` (--skip-bad) to train without it.")
-    return ValueError(f"Class(es) {list(vo.detail)} appear only in validation in {str(a.source.root)!r}. Add training images for them, or remove them from validation.")
-
+# %% ../nbs/03_audit.ipynb #7269d48c
 def _usable_source(self:Audit, skip_bad:bool=False, dedupe:bool=False) -> ImageSource:
     "The items to train on under the policy above, raising a `ValueError` that lists what stops training"
+    for k, v in dict(skip_bad=skip_bad, dedupe=dedupe).items():
+        if not isinstance(v, bool): raise TypeError(f"`{k}` must be True or False, got {v!r}.")
     bad = self.kinds(*FILE_PROBLEMS)
-    if len(bad) and not skip_bad: raise ValueError(bad_files_message(list(zip(bad.path, bad.detail)), len(self.files)))
-    if len(self.kinds('valid-only-class')) or (len(self.kinds('empty-class')) and not skip_bad): raise _class_error(self)
-    usable = self.files.error.isna().values[:len(self.source.df)]
+    bad = bad[bad.kind != 'missing-file']
+    empty = self.kinds('empty-class')
+    msg = blocking_message(list(zip(bad.path, bad.detail)), len(self.files), list(self.kinds('missing-file').path),
+                           [d if p is None else p for p, d in zip(empty.path, empty.detail)],
+                           list(self.kinds('valid-only-class').detail), skip_bad)
+    stop = self.kinds(*BLOCKING)
+    if msg or len(stop): raise ValueError('\n'.join([msg or ''] + [f"{r.kind}: {r.detail}" for r in stop.itertuples()]).strip())
+    n = len(self.source.df)
+    usable = self.files.error.isna().values[:n]
     df = self.source.df[usable].copy()
-    df['audit_group'] = pd.Series(self.files.group.values[:len(self.source.df)][usable], index=df.index).where(lambda g: g >= 0)
-    group_col = self.source.group_col
-    if df.is_valid.notna().all():
-        if dedupe: df['is_valid'] = keep_groups_together(df.is_valid.values, df.audit_group.values)
-    elif group_col is None: group_col = 'audit_group'
-    return ImageSource(df.reset_index(drop=True), self.source.layout, self.source.root, group_col=group_col)
+    df['audit_group'] = pd.Series(self.files.group.values[:n][usable], index=df.index).where(lambda g: g >= 0)
+    if dedupe and df.is_valid.notna().all(): df['is_valid'] = keep_groups_together(df.is_valid.values, df.audit_group.values)
+    # `audit_group` joins the user's groups and the copies, so a seeded split keeps both together
+    return ImageSource(df.reset_index(drop=True), self.source.layout, self.source.root, group_col='audit_group')
 Audit.usable_source = _usable_source
 
-# %% ../nbs/03_audit.ipynb #8f918201
-def _split_name(v): return 'unsplit' if v is None or (isinstance(v, float) and np.isnan(v)) else ('valid' if v else 'train')
+# %% ../nbs/03_audit.ipynb #92d86012
+def _split_name(v): return 'unsplit' if v is None or pd.isna(v) else ('valid' if v else 'train')
 
 def _rows(kind, path, other=None, detail=''): return dict(kind=kind, path=path, other=other, detail=detail)
 
@@ -178,54 +125,71 @@ def audit_source(source, # folder or CSV (see `read_source`), or an `ImageSource
                  num_workers:int|None=None, # decoding threads (default: up to 8, one per CPU)
                 ) -> Audit:
     "Read `source` and check every file, class and validation image before training; see `Audit`"
-    src = source if isinstance(source, ImageSource) else read_source(source, label_col=label_col, group_col=group_col, strict=False)
+    for k, v in dict(min_side=min_side, max_aspect=max_aspect, max_distance=max_distance, max_diff=max_diff).items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == 'max_aspect' and v < 1):
+            raise ValueError(f"`{k}` must be a number >= {1 if k == 'max_aspect' else 0}, got {v!r}.")
+    if isinstance(source, ImageSource): src = source
+    else: src = read_source(source, label_col=label_col, group_col=group_col, strict=False)
     df = src.df
     paths = list(df.path) + list(src.missing)
-    nw = num_workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(nw) as ex: info = list(ex.map(inspect_file, paths))
+    info = inspect_files(paths, num_workers)
 
     # one row per file, the CSV rows of missing files last
     files = pd.DataFrame({'path': paths, 'label': list(df.label) + [None]*len(src.missing),
                           'split': [_split_name(v) for v in df.is_valid] + ['unknown']*len(src.missing)})
     for k in ('bytes', 'format', 'mode', 'width', 'height', 'sha256', 'error', 'reason'): files[k] = [r[k] for r in info]
     files.loc[len(df):, 'error'] = 'missing-file'
-    groups, pairs = duplicate_groups([r['sha256'] for r in info], [r['phash'] for r in info], [r['thumb'] for r in info], max_distance, max_diff)
-    files['group'] = groups
-    if src.group_col:  # copies join the user's groups: one component over both kinds of link
-        keys = pd.Series(list(df[src.group_col]) + [None]*len(src.missing))
-        link = [(g.index[0], j) for _, g in keys[keys.notna()].groupby(keys[keys.notna()].values) for j in g.index[1:]]
-        if link or pairs:
-            e = np.array([(a, b) for a, b in link] + [(a, b) for a, b, _ in pairs])
-            _, comp = connected_components(coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(files),)*2), directed=False)
-            files['group'] = np.where(np.bincount(comp)[comp] > 1, comp, -1)
+    col = lambda k: [r[k] for r in info]
+    keys = list(df[src.group_col]) + [None]*len(src.missing) if src.group_col else None  # copies join the user's groups
+    files['group'], pairs = duplicate_groups(col('sha256'), col('phash'), col('thumb'), max_distance, max_diff, keys)
 
     # problems: unusable files, class problems, copies across the split
     probs = [_rows(r.error, r.path, detail=r.reason) for r in files[files.error.notna()].itertuples()]
     probs += [_rows('empty-class', d, detail=f"class {d.name!r} has no images") for d in src.empty_classes]
     usable = files[files.error.isna()]
-    tr = set(usable.label[usable.split == 'train'])
-    if (usable.split != 'unsplit').all(): probs += [_rows('valid-only-class', None, detail=c) for c in sorted(set(usable.label[usable.split == 'valid']) - tr)]
+    for c in sorted(set(files.label.dropna()) - set(usable.label)):
+        probs.append(_rows('empty-class', None, detail=f"every file of class {c!r} is unusable"))
+    same = df.groupby(df.path.map(str)).label.nunique()
+    for path in same.index[same > 1]:
+        probs.append(_rows('label-conflict', path, detail=f"listed with labels {sorted(df.label[df.path.map(str) == path])}"))
+    if (usable.split != 'unsplit').all():
+        only_valid = set(usable.label[usable.split == 'valid']) - set(usable.label[usable.split == 'train'])
+        probs += [_rows('valid-only-class', None, detail=c) for c in sorted(only_valid)]
     split = files.split.values
     leaks, copies = {}, {}
+    label = files.label.values
     for a, b, kind in pairs:
+        if kind == 'exact' and label[a] != label[b] and str(files.path[a]) != str(files.path[b]):
+            probs.append(_rows('label-conflict', files.path[b], files.path[a], f"identical to an image labelled {label[a]!r}, "
+                               f"but labelled {label[b]!r}"))
         if {split[a], split[b]} == {'train', 'valid'}:
             v, t = (a, b) if split[a] == 'valid' else (b, a)
             leaks.setdefault(v, (t, kind))
-        elif split[a] == split[b]: copies.setdefault(b, (a, kind))
+        elif split[a] == split[b] and label[a] == label[b]: copies.setdefault(b, (a, kind))
     for v, (t, kind) in sorted(leaks.items()):
-        detail = 'a byte-for-byte copy' if kind == 'exact' else 'a re-encoded or resized copy'
-        probs.append(_rows('duplicate' if kind == 'exact' else 'near-duplicate', files.path[v], files.path[t], f"validation image that is {detail} of a training image"))
+        what = 'a byte-for-byte copy' if kind == 'exact' else 'a re-encoded or resized copy'
+        probs.append(_rows('duplicate' if kind == 'exact' else 'near-duplicate', files.path[v], files.path[t],
+                           f"validation image that is {what} of a training image"))
+    if src.group_col and (files.split != 'unsplit').all():
+        g = df[src.group_col]
+        both = df[g.notna()].groupby(g.dropna().map(str).values).is_valid.nunique()
+        for key in both.index[both > 1]:
+            probs.append(_rows('group-across-split', None, detail=f"{src.group_col} {key!r} has images in training and validation"))
     problems = pd.DataFrame(probs, columns=['kind', 'path', 'other', 'detail'])
 
     # notes: modes, sizes, copies on one side
-    notes = [dict(kind='mode', path=r.path, detail=f"stored as {r.mode}") for r in usable.itertuples() if r.mode != 'RGB']
+    note = lambda kind, path, detail, other=None: dict(kind=kind, path=path, other=other, detail=detail)
+    notes = [note('mode', r.path, f"stored as {r.mode}") for r in usable.itertuples() if r.mode != 'RGB']
     short, long = usable[['width', 'height']].min(axis=1), usable[['width', 'height']].max(axis=1)
-    notes += [dict(kind='small', path=p, detail=f"{w}x{h} px, short side under {min_side}") for p, w, h in usable.loc[short < min_side, ['path', 'width', 'height']].values]
-    notes += [dict(kind='aspect', path=p, detail=f"{w}x{h} px, more than {max_aspect:g}:1") for p, w, h in usable.loc[(long > max_aspect*short) & (short >= min_side), ['path', 'width', 'height']].values]
-    notes += [dict(kind='copies', path=files.path[b], detail=f"{'identical to' if k == 'exact' else 'a near copy of'} {Path(files.path[a]).name}") for b, (a, k) in sorted(copies.items())]
-    return Audit(src, files, problems, pd.DataFrame(notes, columns=['kind', 'path', 'detail']))
+    wh = usable[['path', 'width', 'height']].values
+    notes += [note('small', p, f"{w}x{h} px, short side under {min_side}") for p, w, h in wh[short < min_side]]
+    odd = (long > max_aspect*short) & (short >= min_side)
+    notes += [note('aspect', p, f"{w}x{h} px, more than {max_aspect:g}:1") for p, w, h in wh[odd]]
+    for b, (a, k) in sorted(copies.items()):
+        notes.append(note('copies', files.path[b], 'identical to `other`' if k == 'exact' else 'a near copy of `other`', files.path[a]))
+    return Audit(src, files, problems, pd.DataFrame(notes, columns=['kind', 'path', 'other', 'detail']))
 
-# %% ../nbs/03_audit.ipynb #ce4bdf36
+# %% ../nbs/03_audit.ipynb #6bf4645f
 def _image_sums(fn, size):
     a = np.asarray(_resized(open_rgb(fn, size=size), size), dtype=np.float64).reshape(-1, 3)/255.
     return len(a), a.sum(0), (a*a).sum(0)
@@ -236,16 +200,17 @@ def _resized(im, size):
     return im.resize((max(1, round(w*s)), max(1, round(h*s))), Image.BILINEAR)
 
 def dataset_stats(source, # an `ImageSource` (its training images), a folder or CSV, or a list of image paths
-                  size:int|None=None, # resize every image's short side to this before counting pixels; None keeps stored sizes
+                  size:int|None=64, # resize every image's short side to this first, so each image weighs alike; None: stored sizes
                   num_workers:int|None=None, # decoding threads (default: up to 8, one per CPU)
                  ) -> tuple:
     "Per-channel (mean, std) of the pixels of every training image in `source`, on the 0..1 scale"
     if isinstance(source, (str, Path)): source = read_source(source)
+    if hasattr(source, 'train') and hasattr(source, 'vocab'): raise TypeError("`dataset_stats` takes a source or a list of paths, not DataLoaders; pass `list(dls.train.items.path)`.")
     if isinstance(source, ImageSource):
         df = source.df
         paths = list(df.path[~df.is_valid.astype(bool)] if df.is_valid.notna().all() else df.path)
     else: paths = list(source)
-    if not paths: raise ValueError("No images to compute statistics of. Pass a source with training images or a non-empty list of paths.")
+    if not paths: raise ValueError("No images to compute statistics of. Pass a source with training images, or a non-empty list.")
     n, s, ss = 0, np.zeros(3), np.zeros(3)
     with ThreadPoolExecutor(num_workers or min(8, os.cpu_count() or 1)) as ex:
         for k, a, b in ex.map(lambda p: _image_sums(p, size), paths): n += k; s += a; ss += b

@@ -39,6 +39,7 @@ def _parser():
     t.add_argument('--bs', type=int, help='batch size')
     t.add_argument('--seed', type=int, help='seed of the split, init and data order')
     t.add_argument('--label-col', default='label', help='CSV column with the labels (default: label)')
+    t.add_argument('--group-col', help='CSV column of group keys (patient, camera, ...) that the split must not straddle')
     t.add_argument('--skip-bad', action='store_true', help='train without unusable files instead of stopping')
     t.add_argument('--dedupe', action='store_true', help='move validation images that have a copy in training into training')
     c = sub.add_parser('check', help='audit DATA: exit 0 when clean, 1 on problems, 2 when DATA cannot be read',
@@ -64,7 +65,7 @@ def train(args, log=print) -> dict:
     t0 = time.time()
     D, R, L, U, A = _imports()
     data = Path(args.data) if args.data else D.digits_folder()
-    audit = A.audit_source(data, label_col=args.label_col)
+    audit = A.audit_source(data, label_col=args.label_col, group_col=args.group_col)
     src = audit.usable_source(skip_bad=args.skip_bad, dedupe=args.dedupe)
     n_bad, leaks = len(audit.kinds(*A.FILE_PROBLEMS)), audit.kinds(*A.LEAK_PROBLEMS)
     log(f"audit: {len(audit.files)} files, {'no problems' if audit.ok else f'{len(audit.problems)} problems'}"

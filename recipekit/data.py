@@ -6,7 +6,7 @@ Docs: https://recipekit.github.io/recipekit/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #60e5895f
 from __future__ import annotations
-import os, random, warnings
+import inspect, os, random, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,23 +17,34 @@ from fastai.vision.all import (DataBlock, CategoryBlock, IndexSplitter, ColReade
 from fastai.callback.data import WeightedDL
 import torchvision.transforms as T, torchvision.transforms.functional as TF
 from sklearn.model_selection import train_test_split, StratifiedGroupKFold, GroupShuffleSplit
-from .images import RGBImageBlock, open_rgb
+from .images import RGBImageBlock, open_rgb, inspect_files, duplicate_groups
 
 # %% auto #0
-__all__ = ['WEIGHT_METHODS', 'ImageSource', 'read_source', 'valid_only_classes', 'check_classes', 'check_images',
-           'bad_files_message', 'StratifiedSplitter', 'GroupSplitter', 'keep_groups_together', 'split_source',
-           'ResizedCrop', 'class_weights', 'class_counts', 'SampledDL', 'image_dataloaders', 'cache_dir',
-           'digits_folder']
+__all__ = ['TRAIN_NAMES', 'VALID_NAMES', 'SPLIT_NAMES', 'WEIGHT_METHODS', 'ImageSource', 'read_source', 'valid_only_classes',
+           'check_classes', 'check_images', 'blocking_message', 'bad_files_message', 'StratifiedSplitter',
+           'GroupSplitter', 'keep_groups_together', 'split_source', 'ResizedCrop', 'class_weights', 'class_counts',
+           'SampledDL', 'image_dataloaders', 'cache_dir', 'digits_folder']
 
 # %% ../nbs/02_data.ipynb #c723ccad
-def _is_image(p:Path): return p.is_file() and p.suffix.lower() in image_extensions
+def _hidden(name:str): return name.startswith('.') or name == '__MACOSX'
 
-def _class_dirs(folder:Path): return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith('.'))
+def _is_image(p:Path):
+    "An image file by its extension; a broken link counts, so that the audit reports it"
+    return (p.is_file() or p.is_symlink()) and p.suffix.lower() in image_extensions and not _hidden(p.name)
 
-def _valid_dir(folder:Path):
-    for n in ('valid', 'val', 'validation'):
-        if (folder/n).is_dir(): return folder/n
+def _class_dirs(folder:Path): return sorted(d for d in folder.iterdir() if d.is_dir() and not _hidden(d.name))
+
+def _images_in(d:Path) -> list:
+    return sorted(p for p in d.rglob('*') if _is_image(p) and not any(_hidden(q) for q in p.relative_to(d).parts[:-1]))
+
+def _named(folder:Path, names) -> Path|None:
+    "The subfolder of `folder` whose name is one of `names`, in any case"
+    for d in _class_dirs(folder):
+        if d.name.lower() in names: return d
     return None
+
+TRAIN_NAMES, VALID_NAMES = ('train', 'training'), ('valid', 'val', 'validation')
+SPLIT_NAMES = TRAIN_NAMES + VALID_NAMES + ('test', 'testing')
 
 # %% ../nbs/02_data.ipynb #7edc813c
 @dataclass
@@ -55,7 +66,7 @@ def _folder_items(folder:Path, split:str|None):
     "Rows for the class folders in `folder`, and the class folders without images"
     rows, empty = [], []
     for d in _class_dirs(folder):
-        files = sorted(p for p in d.rglob('*') if _is_image(p))
+        files = _images_in(d)
         if not files: empty.append(d)
         rows += [(p, d.name) for p in files]
     df = pd.DataFrame(rows, columns=['path', 'label'])
@@ -85,6 +96,9 @@ def read_source(source, # a folder (train/valid subfolders or class folders) or 
                ) -> ImageSource:
     "Find every image and label in `source`, raising a `ValueError` that names the fix for unusable layouts"
     if source is None or str(source) == '': raise ValueError("No data given. Pass a folder of class folders, a folder with train/ and valid/, or a CSV.")
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"`source` must be a path (str or Path) of a folder or CSV, got {type(source).__name__}. "
+                        "For a table already in memory, save it as a CSV, or build an `ImageSource` from it.")
     root = Path(source).expanduser()
     if not root.exists(): raise ValueError(f"Data path {str(root)!r} does not exist. Check the spelling, or pass a folder of class folders or a CSV file.")
     if root.is_file():
@@ -93,8 +107,10 @@ def read_source(source, # a folder (train/valid subfolders or class folders) or 
         except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
             raise ValueError(f"CSV {str(root)!r} cannot be read as a table ({type(e).__name__}: {e}). It needs a header row `path,label[,is_valid]` and one row per image.") from None
         missing_cols = [c for c in ('path', label_col) + ((group_col,) if group_col else ()) if c not in raw.columns]
-        if missing_cols: raise ValueError(f"CSV {str(root)!r} lacks the column(s) {missing_cols}; it has {list(raw.columns)}. "
-                                          f"It needs `path` and `{label_col}` (pass `label_col` / --label-col to use another column).")
+        if missing_cols:
+            fix = (f"Pass `group_col` (--group-col) one of its columns." if missing_cols == [group_col] else
+                   "It needs `path` and a label column: `label`, or another one passed as `label_col` (--label-col).")
+            raise ValueError(f"CSV {str(root)!r} lacks the column(s) {missing_cols}; it has {list(raw.columns)}. {fix}")
         empty = raw.index[raw[label_col].isna() | raw['path'].isna()]
         if len(empty): raise ValueError(f"{len(empty)} rows of {str(root)!r} have an empty `path` or `{label_col}`, first: line {empty[0]+2}. Fill them in or drop those rows.")
         df = raw.rename(columns={'label': 'csv_label'}) if label_col != 'label' and 'label' in raw.columns else raw.copy()
@@ -110,12 +126,17 @@ def read_source(source, # a folder (train/valid subfolders or class folders) or 
     else:
         if group_col: raise ValueError(f"`group_col`={group_col!r} needs a CSV source with that column, but {str(root)!r} is a folder. "
                                        "List the images in a CSV with path,label,<group column>.")
-        vdir = _valid_dir(root)
-        if (root/'train').is_dir() and vdir is None and _class_dirs(root) == [root/'train']:
-            raise ValueError(f"Data folder {str(root)!r} has train/ but no valid/ or val/ folder. Add one with the same class folders, "
-                             "or put the class folders directly in the data folder for a seeded random split.")
-        if (root/'train').is_dir() and vdir is not None:
-            (tr, e1), (va, e2) = _folder_items(root/'train', 'train'), _folder_items(vdir, 'valid')
+        tdir, vdir = _named(root, TRAIN_NAMES), _named(root, VALID_NAMES)
+        splitlike = [d.name for d in _class_dirs(root) if d.name.lower() in SPLIT_NAMES and _class_dirs(d)]
+        if splitlike and not (tdir and vdir):
+            raise ValueError(f"Data folder {str(root)!r} has split folders {splitlike} but not both a training folder (train/) and a "
+                             "validation folder (valid/, val/ or validation/, any case). Rename them, for example test/ to valid/ "
+                             "if it is your validation set, or put the class folders directly in the data folder for a seeded split.")
+        if tdir and vdir:
+            extra = [n for n in splitlike if n not in (tdir.name, vdir.name)]
+            if extra: warnings.warn(f"Data folder {str(root)!r}: {extra} not used; recipekit trains on {tdir.name}/ and validates on "
+                                    f"{vdir.name}/. Move those images into them, or keep them for a final test.")
+            (tr, e1), (va, e2) = _folder_items(tdir, 'train'), _folder_items(vdir, 'valid')
             src = ImageSource(pd.concat([tr, va], ignore_index=True), 'split-folders', root, empty_classes=e1+e2)
         else:
             if not _class_dirs(root):
@@ -137,6 +158,8 @@ def valid_only_classes(src:ImageSource) -> list:
 def check_classes(src:ImageSource, strict:bool=True):
     "Raise if `src` has no images or one class; with `strict`, also if a class has validation images only"
     if len(src.df) == 0:
+        if src.missing: raise ValueError(f"All {len(src.missing)} rows of {str(src.root)!r} point at missing files, first: {str(src.missing[0])!r}. "
+                                         "Fix the paths: they are relative to the CSV's folder, with / between folders.")
         if src.empty_classes: raise _no_images_error(src.empty_classes)
         raise ValueError(f"No images found in {str(src.root)!r}. Add images, or point at the folder that holds the class folders.")
     classes = src.classes
@@ -147,20 +170,34 @@ def check_classes(src:ImageSource, strict:bool=True):
 
 # %% ../nbs/02_data.ipynb #219400f9
 def check_images(paths, # image files to decode
-                 size:int=32, # decode JPEGs at reduced scale to this size: a check, not a full decode
+                 num_workers:int|None=None, # decoding threads (default: up to 8, one per CPU)
                 ) -> list:
-    "(path, reason) for every file in `paths` that `open_rgb` cannot decode"
-    bad = []
-    for p in paths:
-        try: open_rgb(p, size=size)
-        except ValueError as e: bad.append((Path(p), str(e)))
-    return bad
+    "(path, reason) for every file in `paths` that cannot be used as an image"
+    return [(Path(p), r['reason']) for p, r in zip(paths, inspect_files(paths, num_workers)) if r['error']]
+
+def _listing(items): return '\n'.join(f"  {o}" for o in items)
+
+def blocking_message(bad:list, # (path, reason) of unusable image files
+                     n:int, # image files in all
+                     missing:list=(), # files named by CSV rows that do not exist
+                     empty:list=(), # class folders without images
+                     valid_only:list=(), # classes with validation images only
+                     skip_bad:bool=False, # unusable files, missing rows and empty classes are skipped, not blocking
+                    ) -> str|None:
+    "One error message for everything that stops training, or None when nothing does"
+    parts = []
+    if bad and not skip_bad: parts.append(f"{len(bad)} of {n} image files cannot be used:\n" + _listing(f"{p}: {r}" for p, r in bad))
+    if missing and not skip_bad: parts.append(f"{len(missing)} of {n+len(missing)} CSV rows point at missing files:\n" + _listing(missing))
+    if empty and not skip_bad: parts.append(f"{len(empty)} class folder(s) without images:\n" + _listing(empty))
+    if parts: parts.append("Replace or delete the unusable files and fix the rows and folders, or pass `skip_bad=True` (--skip-bad) "
+                           "to train without them.")
+    if valid_only: parts.append(f"Class(es) {list(valid_only)} appear only in validation: add training images for them, or remove them "
+                                "from validation.")
+    return '\n'.join(parts) or None
 
 def bad_files_message(bad:list, n:int) -> str:
     "The error for unusable files: every (path, reason) in `bad`, out of `n` images, and the two ways out"
-    listing = '\n'.join(f"  {p}: {r.split(': ', 1)[-1].split('. Replace')[0]}" for p, r in bad)
-    return (f"{len(bad)} of {n} image files cannot be used:\n{listing}\n"
-            "Replace or delete them, or pass `skip_bad=True` (--skip-bad) to train without them.")
+    return blocking_message(bad, n)
 
 def _without(src:ImageSource, drop:set) -> ImageSource:
     "A copy of `src` without the items whose path is in `drop`"
@@ -177,7 +214,8 @@ def _values(items, get) -> np.ndarray:
     return np.array([get(o) for o in ((r for _, r in items.iterrows()) if isinstance(items, pd.DataFrame) else items)], dtype=object)
 
 def _check_pct(valid_pct):
-    if not 0 < valid_pct < 1: raise ValueError(f"`valid_pct` must be between 0 and 1 (exclusive), got {valid_pct}.")
+    if isinstance(valid_pct, bool) or not isinstance(valid_pct, (int, float)) or not 0 < valid_pct < 1:
+        raise ValueError(f"`valid_pct` must be a number between 0 and 1 (exclusive), got {valid_pct!r}.")
 
 def _mask(n, valid_idx):
     m = np.zeros(n, bool); m[valid_idx] = True
@@ -257,6 +295,8 @@ class ResizedCrop(RandTransform):
                  crop_pct:float=1.0, # validation: fraction of the resized short side kept by the center crop
                  flip:bool=False, # training: mirror half of the crops left-right
                 ):
+        if not 0 < min_scale <= 1: raise ValueError(f"`min_scale` must be in (0, 1], the smallest crop area as a fraction of the image; got {min_scale!r}.")
+        if not 0 < crop_pct <= 1: raise ValueError(f"`crop_pct` must be in (0, 1], the share of the short side kept by the center crop; got {crop_pct!r}.")
         store_attr(); super().__init__(p=1.)
     def before_call(self, b, split_idx:int):
         self.train = split_idx == 0
@@ -277,7 +317,9 @@ def class_weights(counts, # images per class: a list, array, dict or Series
                  ) -> np.ndarray:
     "Per-class weights from class `counts`, scaled to sum to the number of classes"
     n = np.asarray(list(counts.values()) if isinstance(counts, dict) else counts, dtype=np.float64)
-    if n.ndim != 1 or len(n) == 0: raise ValueError(f"`counts` must be a 1-D sequence of images per class, got shape {n.shape}.")
+    if n.ndim != 1 or len(n) == 0: raise ValueError(f"`counts` must be a 1-D sequence of images per class, got shape {n.shape}. "
+                                                    "For an audit's table pass one column, `audit.counts['train']`.")
+    if not np.isfinite(n).all(): raise ValueError(f"`counts` must be finite numbers, got {n.tolist()}.")
     if (n <= 0).any(): raise ValueError(f"Every class needs at least one training image to get a weight; got counts {n.astype(int).tolist()}. Add images or drop the empty classes.")
     if method == 'inverse': w = 1/n
     elif method == 'sqrt': w = 1/np.sqrt(n)
@@ -300,14 +342,40 @@ class SampledDL(WeightedDL):
     def __init__(self, dataset=None, bs=None, wgts=None, **kwargs):
         if wgts is not None and dataset is not None and len(wgts) != len(dataset):
             raise ValueError(f"`wgts` has {len(wgts)} weights but the training set has {len(dataset)} items. Pass one weight per training item.")
-        if wgts is not None and (np.asarray(wgts) < 0).any() or (wgts is not None and np.asarray(wgts).sum() <= 0):
-            raise ValueError("`wgts` must be non-negative with a positive sum. Pass sampling weights, not log-weights.")
+        w = None if wgts is None else np.asarray(wgts, dtype=np.float64)
+        if w is not None and (not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0):
+            raise ValueError("`wgts` must be finite and non-negative with a positive sum. Pass sampling weights, not log-weights.")
         super().__init__(dataset, bs=bs, wgts=wgts, **kwargs)
     def get_idxs(self):
         if self.n == 0 or not self.shuffle: return super().get_idxs()
         return np.random.default_rng(self.rng.getrandbits(64)).choice(self.n, self.n, p=self.wgts).tolist()
 
 # %% ../nbs/02_data.ipynb #b7c510f8
+def _sampling_weights(sampling, train_labels, classes) -> np.ndarray:
+    "One sampling weight per training item from `sampling`: a `class_weights` method, or the weights themselves"
+    if isinstance(sampling, str):
+        if sampling not in WEIGHT_METHODS: raise ValueError(f"`sampling` must be one of {WEIGHT_METHODS} or one weight per training image, got {sampling!r}.")
+        counts = pd.Series(train_labels).value_counts().reindex(classes, fill_value=0)
+        return pd.Series(class_weights(counts[counts > 0], sampling), index=counts.index[counts > 0])[train_labels].values
+    try: wgts = np.asarray(sampling, dtype=np.float64)
+    except (TypeError, ValueError): raise TypeError(f"`sampling` must be a method name {WEIGHT_METHODS} or a sequence of numbers, got {type(sampling).__name__}.") from None
+    if wgts.shape != (len(train_labels),):
+        raise ValueError(f"`sampling` has {wgts.size} weights but there are {len(train_labels)} training images. "
+                         f"Pass one weight per training image, or a method from {WEIGHT_METHODS}.")
+    return wgts
+
+_DL_ARGS = {'shuffle', 'val_shuffle', 'n', 'path', 'device', 'drop_last', 'val_bs', 'pin_memory', 'timeout', 'persistent_workers',
+            'pin_memory_device', 'verbose', 'after_item', 'before_batch', 'after_iter', 'create_batches', 'create_item', 'create_batch',
+            'retain', 'get_idxs', 'sample', 'shuffle_fn', 'do_batch', 'wif', 'before_iter', 'indexed'}
+
+def _check_kwargs(kwargs):
+    import difflib
+    bad = sorted(set(kwargs) - _DL_ARGS)
+    if not bad: return
+    names = list(inspect.signature(image_dataloaders).parameters) + sorted(_DL_ARGS)
+    hints = [f"{b!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(b, names, 1)) else repr(b) for b in bad]
+    raise TypeError(f"image_dataloaders got unknown argument(s) {', '.join(hints)}. See `help(image_dataloaders)` for its arguments.")
+
 def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSource`
                       size:int=224, # training and validation image side in pixels
                       bs:int=32, # batch size
@@ -329,14 +397,34 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
     "fastai `DataLoaders` for an image classification `source`, checked for unusable input first"
     if not isinstance(size, int) or size < 8: raise ValueError(f"`size` must be an int of at least 8 pixels, got {size!r}.")
     if not isinstance(bs, int) or bs < 1: raise ValueError(f"`bs` must be a positive int, got {bs!r}.")
-    src = source if isinstance(source, ImageSource) else read_source(source, label_col=label_col, group_col=group_col, strict=not skip_bad)
-    bad = check_images(src.df.path) if check else []
-    if bad and not skip_bad: raise ValueError(bad_files_message(bad, len(src.df)))
+    if not isinstance(seed, int): raise TypeError(f"`seed` must be an int, got {seed!r}.")
+    for k, v in dict(check=check, skip_bad=skip_bad, flip=flip).items():
+        if not isinstance(v, bool): raise TypeError(f"`{k}` must be True or False, got {v!r}.")
+    _check_kwargs(kwargs)
+    src = source if isinstance(source, ImageSource) else read_source(source, label_col=label_col, group_col=group_col, strict=False)
+
+    # one pass over the files: unusable ones, and groups of copies for a split made here
+    info = inspect_files(src.df.path) if check else []
+    bad = [(p, r['reason']) for p, r in zip(src.df.path, info) if r['error']]
+    kept = src.df.path[~src.df.path.isin({p for p, _ in bad})]
+    lost = sorted(set(src.df.label) - set(src.df.label[src.df.path.isin(kept)]))
+    usable = src.df[src.df.path.isin(kept)]
+    valid_only = valid_only_classes(ImageSource(usable, src.layout, src.root)) if len(usable) else []
+    msg = blocking_message(bad, len(src.df), src.missing, src.empty_classes, valid_only, skip_bad)
+    if msg: raise ValueError(msg)
+    if info and not src.df.is_valid.notna().all():
+        keys = src.df[src.group_col] if src.group_col else None
+        g, _ = duplicate_groups([r['sha256'] for r in info], [r['phash'] for r in info], [r['thumb'] for r in info], keys=keys)
+        src = ImageSource(src.df.assign(copy_group=pd.Series(g).where(g >= 0).values), src.layout, src.root,
+                          src.missing, src.empty_classes, group_col='copy_group')
     if bad: src = _without(src, {p for p, _ in bad})
     check_classes(src)
-    if skip_bad and (bad or src.missing or src.empty_classes):
+    if bad or src.missing or src.empty_classes:
         warnings.warn(f"Skipped {len(bad)} unusable image files, {len(src.missing)} CSV rows of missing files and {len(src.empty_classes)} "
-                      f"empty class folders of {str(src.root)!r}; {len(src.df)} images remain. Run `recipekit check` on the data for the list.")
+                      f"empty class folders of {str(src.root)!r}" + (f", so class(es) {lost} have no images left" if lost else '')
+                      + f"; {len(src.df)} images remain. Run `recipekit check` on the data for the list.")
+
+    # the split, the batch size and the sampler
     df = src.df.copy()
     df['is_valid'] = split_source(src, valid_pct, seed)
     n_train = int((~df.is_valid).sum())
@@ -346,12 +434,7 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
         bs = n_train
     dl_kwargs = {}
     if sampling is not None:
-        train_labels = df.label[~df.is_valid].values
-        if isinstance(sampling, str):
-            counts = pd.Series(train_labels).value_counts().reindex(src.classes, fill_value=0)
-            wgts = pd.Series(class_weights(counts, sampling), index=counts.index)[train_labels].values
-        else: wgts = np.asarray(sampling, dtype=np.float64)
-        if wgts.shape != (n_train,): raise ValueError(f"`sampling` has {wgts.size} weights but there are {n_train} training images. Pass one weight per training image, or a method from {WEIGHT_METHODS}.")
+        wgts = _sampling_weights(sampling, df.label[~df.is_valid].values, src.classes)
         dl_kwargs = dict(dl_type=SampledDL, dl_kwargs=[{'wgts': wgts}, {}])
     dblock = DataBlock(blocks=(RGBImageBlock(size=size, cache_mb=cache_mb), CategoryBlock(vocab=src.classes)),
                        get_x=ColReader('path'), get_y=ColReader('label'),

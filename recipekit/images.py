@@ -6,18 +6,24 @@ Docs: https://recipekit.github.io/recipekit/images.html.md"""
 
 # %% ../nbs/01_images.ipynb #a7e24f88
 from __future__ import annotations
+import hashlib, io, os
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-import numpy as np
+import numpy as np, pandas as pd
+import imagehash
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from fastai.vision.core import PILImage
 from fastai.data.block import TransformBlock
 from fastai.data.transforms import IntToFloatTensor
 
 # %% auto #0
-__all__ = ['BG', 'DECODE_ERRORS', 'decode_problem', 'open_rgb', 'DecodeCache', 'RGBImage', 'RGBImageBlock']
+__all__ = ['BG', 'DECODE_ERRORS', 'THUMB', 'decode_problem', 'open_rgb', 'DecodeCache', 'RGBImage', 'RGBImageBlock',
+           'inspect_file', 'inspect_files', 'duplicate_groups']
 
 # %% ../nbs/01_images.ipynb #78920317
 BG = (255, 255, 255) # background for transparent pixels
@@ -40,15 +46,16 @@ def _to_rgb(im:Image.Image, bg=BG) -> Image.Image:
 # %% ../nbs/01_images.ipynb #dab2a379
 def _decode(fp, size:int|None=None, bg=BG) -> Image.Image:
     "Decode `fp` (a path or file object) as `open_rgb` does, letting PIL's errors through"
-    im = Image.open(fp)
-    if size and im.format == 'JPEG': im.draft('RGB', (size, size))
-    im.load()
-    return _to_rgb(ImageOps.exif_transpose(im), bg)
+    with Image.open(fp) as im:  # closes the file, also when decoding fails
+        if size and im.format == 'JPEG': im.draft('RGB', (size, size))
+        im.load()
+        return _to_rgb(ImageOps.exif_transpose(im), bg)
 
 def decode_problem(e:Exception) -> str:
-    "The kind of unusable file that `_decode` raising `e` reveals: 'missing', 'not-an-image', 'truncated' or 'corrupt'"
+    "The kind of unusable file that `_decode` raising `e` reveals: 'missing', 'not-an-image', 'too-large', 'truncated' or 'corrupt'"
     if isinstance(e, FileNotFoundError): return 'missing'
     if isinstance(e, UnidentifiedImageError): return 'not-an-image'
+    if isinstance(e, Image.DecompressionBombError): return 'too-large'
     return 'truncated' if 'truncated' in str(e).lower() or 'broken data stream' in str(e) else 'corrupt'
 
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError) # what PIL raises for unusable files
@@ -100,3 +107,73 @@ def RGBImageBlock(size:int|None=None, # smallest side JPEGs are decoded at, usua
     "A `TransformBlock` for images opened with `open_rgb`, for use in a fastai `DataBlock`"
     cache = DecodeCache(cache_mb) if cache_mb > 0 else None
     return TransformBlock(type_tfms=partial(RGBImage.create, size=size, bg=bg, cache=cache), batch_tfms=IntToFloatTensor)
+
+# %% ../nbs/01_images.ipynb #0c05a2bd
+THUMB = 16 # side of the thumbnails that confirm near copies
+
+_REASONS = {'not-an-image': 'no image decoder recognises it', 'truncated': 'the image data ends early',
+            'too-large': "it has more pixels than PIL decodes safely (see `PIL.Image.MAX_IMAGE_PIXELS`); resize it"}
+
+def inspect_file(fn) -> dict:
+    "Facts about image file `fn`: bytes, SHA-256, stored format, mode and size; for a usable image, hash and thumbnail"
+    r = dict(bytes=0, sha256=None, format=None, mode=None, width=0, height=0, phash=None, thumb=None, error=None,
+             reason=None)
+    try: b = Path(fn).read_bytes()
+    except FileNotFoundError: return dict(r, error='missing-file', reason='the file does not exist')
+    except OSError as e: return dict(r, error='corrupt', reason=f"it cannot be read ({e})")
+    r.update(bytes=len(b), sha256=hashlib.sha256(b).hexdigest())
+    if not b: return dict(r, error='empty-file', reason='the file is empty, 0 bytes')
+    try:
+        with Image.open(io.BytesIO(b)) as im: r.update(format=im.format, mode=im.mode, width=im.width, height=im.height)
+        rgb = _decode(io.BytesIO(b), size=4*THUMB)
+    except DECODE_ERRORS as e:
+        kind = decode_problem(e)
+        return dict(r, error=kind, reason=_REASONS.get(kind, f"it cannot be decoded ({e})"))
+    r['phash'] = int(str(imagehash.phash(rgb)), 16)
+    r['thumb'] = np.asarray(rgb.resize((THUMB, THUMB), Image.BILINEAR), dtype=np.uint8)
+    return r
+
+def inspect_files(paths, num_workers:int|None=None) -> list:
+    "`inspect_file` of every path in `paths`, in order, decoded by `num_workers` threads (default: up to 8, one per CPU)"
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
+        raise ValueError(f"`num_workers` must be a positive int or None, got {num_workers!r}.")
+    with ThreadPoolExecutor(num_workers or min(8, os.cpu_count() or 1)) as ex: return list(ex.map(inspect_file, paths))
+
+# %% ../nbs/01_images.ipynb #88cdd6f9
+def _pairs(phash:np.ndarray, thumbs:np.ndarray, max_distance:int, max_diff:float, chunk:int=1024):
+    "(i, j) with i < j of every pair within `max_distance` hash bits and `max_diff` mean thumbnail grey levels"
+    out = []
+    for s in range(0, len(phash), chunk):
+        d = np.bitwise_count(phash[s:s+chunk, None] ^ phash[None, :])
+        i, j = np.nonzero(d <= max_distance)
+        i += s; keep = j > i
+        for a, b in zip(i[keep], j[keep]):
+            if np.abs(thumbs[a].astype(np.float32) - thumbs[b]).mean() <= max_diff: out.append((a, b))
+    return out
+
+def duplicate_groups(sha:list, # content hash of each item (None for unusable files)
+                     phash:list, # 64-bit perceptual hash of each item (None for unusable files)
+                     thumbs:list, # THUMBxTHUMB RGB thumbnail of each item (None for unusable files)
+                     max_distance:int=10, # most perceptual-hash bits in which near copies differ
+                     max_diff:float=8., # most mean thumbnail difference, in grey levels, of near copies
+                     keys=None, # optional group key of each item (patient, camera, ...): equal keys join a group too
+                    ) -> tuple:
+    "Group id of each item (-1 for items in no group) and the `(i, j, kind)` copy pairs that join them"
+    n = len(sha)
+    ok = np.array([h is not None for h in phash], bool)
+    pairs = []
+    known = pd.Series(sha, dtype=object).dropna()
+    for _, idx in known.groupby(known.values): pairs += [(idx.index[0], j, 'exact') for j in idx.index[1:]]
+    if ok.sum() > 1:
+        u = np.flatnonzero(ok)
+        ph = np.array([phash[i] for i in u], dtype=np.uint64)
+        th = np.stack([thumbs[i] for i in u])
+        pairs += [(u[a], u[b], 'near') for a, b in _pairs(ph, th, max_distance, max_diff) if sha[u[a]] != sha[u[b]]]
+    links = [(a, b) for a, b, _ in pairs]
+    if keys is not None:
+        k = pd.Series(list(keys), dtype=object).dropna()
+        links += [(g.index[0], j) for _, g in k.groupby(k.map(str).values) for j in g.index[1:]]
+    if not links: return np.full(n, -1), pairs
+    e = np.array(links)
+    comp = connected_components(coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)), directed=False)[1]
+    return np.where(np.bincount(comp)[comp] > 1, comp, -1), pairs

@@ -95,9 +95,13 @@ class Precision(Callback):
 # %% ../nbs/30_learner.ipynb #f306a1f2
 def _same(a, b): return np.allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), atol=1e-4)
 
-def _dls_stats(dls):
-    "(mean, std) of the first `Normalize` of `dls.train`, or None"
-    t = [t for t in dls.train.after_batch.fs if isinstance(t, Normalize)]
+def _norms(dls, ours:bool):
+    "The `Normalize` transforms of `dls.train` that `recipe_learner` added (`ours`) or that the user did"
+    return [t for t in dls.train.after_batch.fs if isinstance(t, Normalize) and getattr(t, 'recipekit', False) == ours]
+
+def _dls_stats(dls, ours:bool=False):
+    "(mean, std) of the first user's (or recipekit's) `Normalize` of `dls.train`, or None"
+    t = _norms(dls, ours)
     return (t[0].mean.flatten().tolist(), t[0].std.flatten().tolist()) if t else None
 
 def _train_paths(dls):
@@ -124,9 +128,14 @@ def resolve_stats(dls, model, recipe:Recipe, arch:str) -> tuple:
     return dataset_stats(paths, size=64) if paths else own
 
 def _set_normalize(dls, mean, std):
-    "Make `dls` normalize with `mean`/`std` and nothing else"
+    "Make `dls` normalize with `mean`/`std` and nothing else, warning when another learner's statistics are replaced"
+    prev = _dls_stats(dls, ours=True)
+    if prev and not (_same(prev[0], mean) and _same(prev[1], std)):
+        warnings.warn(f"These DataLoaders normalized with mean={prev[0]}, std={prev[1]} for an earlier learner; they now use mean={list(mean)}, "
+                      f"std={list(std)}, for that learner too. Build separate DataLoaders for learners with different statistics.")
     for dl in dls.loaders: dl.after_batch.fs = L(t for t in dl.after_batch.fs if not isinstance(t, Normalize))
-    dls.add_tfms([Normalize.from_stats(mean, std)], 'after_batch')
+    norm = Normalize.from_stats(mean, std); norm.recipekit = True
+    dls.add_tfms([norm], 'after_batch')
 
 # %% ../nbs/30_learner.ipynb #cad00390
 def split_by_names(model:nn.Module, names:list) -> list:

@@ -2,7 +2,7 @@ import shutil, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from PIL import Image, ImageFile
-from recipekit.audit import audit_source, dataset_stats, inspect_file, FILE_PROBLEMS
+from recipekit.audit import audit_source, dataset_stats, FILE_PROBLEMS
 from recipekit.cli import main
 from conftest import shared_data
 
@@ -157,7 +157,7 @@ def test_dataset_stats_streaming_equals_all_pixels(tmp_path):
     arrays = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((5, 7), (12, 3), (9, 9))]
     for i, x in enumerate(arrays): Image.fromarray(x).save(tmp_path/f'{i}.png')
     allpix = np.concatenate([x.reshape(-1, 3) for x in arrays]).astype(np.float64)/255
-    mean, std = dataset_stats(sorted(tmp_path.glob('*.png')))
+    mean, std = dataset_stats(sorted(tmp_path.glob("*.png")), size=None)
     np.testing.assert_allclose(mean, allpix.mean(0), atol=1e-9)
     np.testing.assert_allclose(std, allpix.std(0), atol=1e-9)
 
@@ -169,3 +169,84 @@ def test_dataset_stats_use_training_images_only(tmp_path):
             Image.new('RGB', (4, 4), (col,)*3).save(tmp_path/split/c/'x.png')
     assert dataset_stats(tmp_path) == ((0.0,)*3, (0.0,)*3)
     with pytest.raises(ValueError, match='No images'): dataset_stats([])
+
+def _two_classes(root, n=6, s0=0):
+    for c, off in (('a', 0), ('b', 100)):
+        (root/c).mkdir(parents=True, exist_ok=True)
+        for i in range(n): photo(s0 + off + i).save(root/c/f'{c}{i}.jpg', quality=92)
+    return root
+
+def test_image_dataloaders_keeps_copies_on_one_side(tmp_path):
+    from recipekit.data import image_dataloaders
+    d = _two_classes(tmp_path/'d', n=10)
+    for i in range(4): shutil.copyfile(d/'a'/f'a{i}.jpg', d/'a'/f'copy{i}.jpg')
+    Image.open(d/'b'/'b0.jpg').resize((84, 63)).save(d/'b'/'near0.jpg', quality=70)
+    for seed in range(4):
+        dls = image_dataloaders(d, size=16, bs=4, valid_pct=0.3, seed=seed)
+        side = {Path(p).name: v for v, items in ((False, dls.train.items), (True, dls.valid.items)) for p in items.path}
+        assert all(side[f'a{i}.jpg'] == side[f'copy{i}.jpg'] for i in range(4)) and side['b0.jpg'] == side['near0.jpg']
+
+def test_label_conflicts_are_problems(tmp_path):
+    d = _two_classes(tmp_path/'d', n=4)
+    shutil.copyfile(d/'a'/'a0.jpg', d/'b'/'same_as_a0.jpg')
+    a = audit_source(d)
+    assert a.table()[['kind', 'path', 'other']].values.tolist() == [['label-conflict', 'b/same_as_a0.jpg', 'a/a0.jpg']]
+    with pytest.raises(ValueError, match='label-conflict: identical to an image labelled'): a.usable_source()
+    rows = [('a/a1.jpg', 'a'), ('a/a1.jpg', 'b')] + [(f'b/b{i}.jpg', 'b') for i in range(3)]
+    pd.DataFrame(rows, columns=['path', 'label']).to_csv(d/'l.csv', index=False)
+    c = audit_source(d/'l.csv')
+    assert c.problems.kind.tolist() == ['label-conflict'] and "['a', 'b']" in c.problems.detail.iloc[0]
+
+def test_group_across_the_sources_own_split(tmp_path):
+    d = _two_classes(tmp_path/'d', n=4)
+    rows = [(f'{c}/{c}{i}.jpg', c, i == 3, f'p{i}' if i < 3 else 'p0') for c in 'ab' for i in range(4)]
+    pd.DataFrame(rows, columns=['path', 'label', 'is_valid', 'patient']).to_csv(d/'g.csv', index=False)
+    a = audit_source(d/'g.csv', group_col='patient')
+    assert a.problems.kind.tolist() == ['group-across-split'] and "patient 'p0'" in a.problems.detail.iloc[0]
+    src = a.usable_source(dedupe=True)
+    assert int(src.df.is_valid.sum()) == 0 + 0  # both validation rows share patient p0 with training rows, so both move
+
+def test_broken_link_hidden_files_and_macos_folders(tmp_path):
+    d = _two_classes(tmp_path/'d', n=3)
+    (d/'a'/'gone.jpg').symlink_to(tmp_path/'nowhere.jpg')
+    (d/'a'/'._a0.jpg').write_bytes(b'\x00\x05\x16\x07')  # a macOS resource fork
+    (d/'a'/'.hidden.jpg').write_bytes((d/'a'/'a1.jpg').read_bytes())
+    (d/'__MACOSX'/'a').mkdir(parents=True); (d/'__MACOSX'/'a'/'._a1.jpg').write_bytes(b'\x00')
+    a = audit_source(d)
+    assert a.table()[['kind', 'path']].values.tolist() == [['missing-file', 'a/gone.jpg']]
+    assert a.counts.index.tolist() == ['a', 'b'] and a.counts.unsplit.tolist() == [3, 3]
+
+def test_class_with_only_unusable_files_is_empty(tmp_path):
+    d = _two_classes(tmp_path/'d', n=3)
+    (d/'c').mkdir(); (d/'c'/'x.jpg').write_text('no image')
+    a = audit_source(d)
+    assert sorted(a.problems.kind) == ['empty-class', 'not-an-image']
+    assert "every file of class 'c' is unusable" in a.summary()
+
+def test_save_to_missing_folder_is_one_message(tmp_path, capsys):
+    d = _two_classes(tmp_path/'d', n=3)
+    assert main(['check', str(d), '--out', str(tmp_path/'nodir'/'x.csv')]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('recipekit: error: Cannot write the audit table') and 'Traceback' not in err
+
+def test_split_folders_in_any_case_and_unused_test_folder(tmp_path):
+    from recipekit.data import read_source
+    for split in ('Train', 'VAL', 'test'): _two_classes(tmp_path/'d'/split, n=2, s0=hash(split) % 1000)
+    with pytest.warns(UserWarning, match=r"\['test'\] not used"): src = read_source(tmp_path/'d')
+    assert src.layout == 'split-folders' and src.classes == ['a', 'b'] and int(src.df.is_valid.sum()) == 4
+    shutil.rmtree(tmp_path/'d'/'VAL')
+    with pytest.raises(ValueError, match=r"split folders \['Train', 'test'\] but not both.*test/ to valid/"): read_source(tmp_path/'d')
+
+def test_audit_argument_errors(tmp_path):
+    d = _two_classes(tmp_path/'d', n=2)
+    with pytest.raises(ValueError, match='`max_distance` must be a number >= 0'): audit_source(d, max_distance=-1)
+    with pytest.raises(ValueError, match='`max_aspect` must be a number >= 1'): audit_source(d, max_aspect=0)
+    with pytest.raises(TypeError, match='`source` must be a path'): audit_source(42)
+    with pytest.raises(TypeError, match='`skip_bad` must be True or False'): audit_source(d).usable_source(skip_bad='no')
+
+def test_dataset_stats_weighs_images_alike_by_default(tmp_path):
+    Image.new('RGB', (900, 900), (0, 255, 0)).save(tmp_path/'big.png'); Image.new('RGB', (30, 30), (255, 0, 0)).save(tmp_path/'small.png')
+    mean, _ = dataset_stats([tmp_path/'big.png', tmp_path/'small.png'])
+    np.testing.assert_allclose(mean, (0.5, 0.5, 0.0), atol=1e-6)
+    mean, _ = dataset_stats([tmp_path/'big.png', tmp_path/'small.png'], size=None)
+    assert mean[1] > 0.99  # by stored pixels the big green image wins

@@ -67,7 +67,7 @@ def test_single_image_class_cannot_be_split(tmp_path):
     with pytest.raises(ValueError, match="Class 'b' has a single image"): image_dataloaders(tmp_path, size=16)
 
 @pytest.mark.parametrize('kw,msg', [(dict(size=4), '`size` must be an int'), (dict(bs=0), '`bs` must be a positive int'),
-                                    (dict(valid_pct=1.5), '`valid_pct` must be between 0 and 1')])
+                                    (dict(valid_pct=1.5), '`valid_pct` must be a number between 0 and 1')])
 def test_bad_arguments(tmp_path, kw, msg):
     make_folder(tmp_path, {'a': 5, 'b': 5})
     with pytest.raises(ValueError, match=msg): image_dataloaders(tmp_path, **{'size': 16, **kw})
@@ -122,7 +122,7 @@ def test_skip_bad_csv_rows_of_missing_files(tmp_path):
     make_folder(tmp_path, {'a': 4, 'b': 4})
     rows = [(f'{c}/{c}{i}.png', c) for c in 'ab' for i in range(4)] + [('a/gone.png', 'a')]
     pd.DataFrame(rows, columns=['path', 'label']).to_csv(tmp_path/'l.csv', index=False)
-    with pytest.raises(ValueError, match='1 of 9 rows .* point at missing files'): image_dataloaders(tmp_path/'l.csv', size=16, bs=2)
+    with pytest.raises(ValueError, match='1 of 9 CSV rows point at missing files'): image_dataloaders(tmp_path/'l.csv', size=16, bs=2)
     with pytest.warns(UserWarning, match='1 CSV rows of missing files'): dls = image_dataloaders(tmp_path/'l.csv', size=16, bs=2, skip_bad=True)
     assert len(dls.train_ds) + len(dls.valid_ds) == 8
 
@@ -224,3 +224,17 @@ def test_csv_label_column_called_label_is_kept(tmp_path):
     pd.DataFrame(rows, columns=['path', 'label', 'noisy']).to_csv(tmp_path/'l.csv', index=False)
     df = read_source(tmp_path/'l.csv', label_col='noisy').df
     assert df.label.tolist() == ['b', 'b', 'a', 'a'] and df.csv_label.tolist() == ['a', 'a', 'b', 'b']
+
+def test_unknown_keyword_is_an_error_with_a_hint(tmp_path):
+    make_folder(tmp_path, {'a': 4, 'b': 4})
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) 'valid_pc' \(did you mean 'valid_pct'\?\)"): image_dataloaders(tmp_path, valid_pc=0.5)
+
+@pytest.mark.parametrize('kw,msg', [(dict(sampling=[1., float('nan')]*4), 'finite and non-negative'),
+                                    (dict(sampling='INVERSE'), '`sampling` must be one of'),
+                                    (dict(sampling={'a': 1}), 'a sequence of numbers'),
+                                    (dict(crop_pct=0), '`crop_pct` must be in'), (dict(min_scale=2), '`min_scale` must be in'),
+                                    (dict(seed='x'), '`seed` must be an int'), (dict(valid_pct='0.2'), 'a number between 0 and 1')])
+def test_more_bad_arguments(tmp_path, kw, msg):
+    make_folder(tmp_path, {'a': 5, 'b': 5})
+    with pytest.raises((ValueError, TypeError), match=msg): image_dataloaders(tmp_path, size=8, bs=2, check=False, valid_pct=kw.pop('valid_pct', 0.2), **kw)
+    with pytest.raises(ValueError, match='finite'): class_weights([10, float('nan')])

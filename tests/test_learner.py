@@ -143,3 +143,13 @@ def test_class_weighted_loss_through_recipe_learner(tmp_path):
     assert torch.equal(learn.loss_func.func.weight, w)
     xb, yb = dls.one_batch()
     assert abs(learn.loss_func(learn.model.eval()(xb), yb).item() - math.log(2)) < 1e-5  # zero head: ln 2 whatever the weights
+
+def test_shared_dataloaders_between_learners(tmp_path):
+    dls = image_dataloaders(make_colours(tmp_path), size=32, bs=4)
+    recipe_learner(dls, 'tf_efficientnet_lite0', recipe=Recipe(size=32))  # 0.5 / 0.5
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        scratch = recipe_learner(dls, 'tf_efficientnet_lite0', pretrained=False, recipe=Recipe(size=32, freeze_epochs=0, epochs=1))
+    assert scratch.recipe.mean != [0.5]*3  # the data's own statistics, not the earlier learner's
+    msgs = [str(x.message) for x in w]
+    assert any('for an earlier learner' in m for m in msgs) and not any('remove your Normalize' in m for m in msgs)
