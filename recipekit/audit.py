@@ -41,7 +41,8 @@ class Audit:
         f = self.files[self.files.error.isna()]
         t = pd.crosstab(f.label, f.split)
         e = self.kinds('empty-class')
-        classes = sorted(set(t.index) | {Path(p).name for p in e.path if p is not None} | set(self.files.label.dropna()))
+        classes = sorted(set(t.index) | {Path(p).name for p in e.path if p is not None} |
+                         set(self.files.label.dropna()))
         t = t.reindex(index=classes, fill_value=0)
         return t[[c for c in ('train', 'valid', 'unsplit') if c in t.columns]].rename_axis(index='class', columns=None)
 
@@ -100,12 +101,14 @@ def _usable_source(self:Audit, skip_bad:bool=False, dedupe:bool=False) -> ImageS
                            [d if p is None else p for p, d in zip(empty.path, empty.detail)],
                            list(self.kinds('valid-only-class').detail), skip_bad)
     stop = self.kinds(*BLOCKING)
-    if msg or len(stop): raise ValueError('\n'.join([msg or ''] + [f"{r.kind}: {r.detail}" for r in stop.itertuples()]).strip())
+    if msg or len(stop):
+        raise ValueError('\n'.join([msg or ''] + [f"{r.kind}: {r.detail}" for r in stop.itertuples()]).strip())
     n = len(self.source.df)
     usable = self.files.error.isna().values[:n]
     df = self.source.df[usable].copy()
     df['audit_group'] = pd.Series(self.files.group.values[:n][usable], index=df.index).where(lambda g: g >= 0)
-    if dedupe and df.is_valid.notna().all(): df['is_valid'] = keep_groups_together(df.is_valid.values, df.audit_group.values)
+    if dedupe and df.is_valid.notna().all():
+        df['is_valid'] = keep_groups_together(df.is_valid.values, df.audit_group.values)
     # `audit_group` joins the user's groups and the copies, so a seeded split keeps both together
     return ImageSource(df.reset_index(drop=True), self.source.layout, self.source.root, group_col='audit_group')
 Audit.usable_source = _usable_source
@@ -137,7 +140,8 @@ def audit_source(source, # folder or CSV (see `read_source`), or an `ImageSource
     # one row per file, the CSV rows of missing files last
     files = pd.DataFrame({'path': paths, 'label': list(df.label) + [None]*len(src.missing),
                           'split': [_split_name(v) for v in df.is_valid] + ['unknown']*len(src.missing)})
-    for k in ('bytes', 'format', 'mode', 'width', 'height', 'sha256', 'error', 'reason'): files[k] = [r[k] for r in info]
+    for k in ('bytes', 'format', 'mode', 'width', 'height', 'sha256', 'error', 'reason'):
+        files[k] = [r[k] for r in info]
     files.loc[len(df):, 'error'] = 'missing-file'
     col = lambda k: [r[k] for r in info]
     keys = list(df[src.group_col]) + [None]*len(src.missing) if src.group_col else None  # copies join the user's groups
@@ -151,7 +155,8 @@ def audit_source(source, # folder or CSV (see `read_source`), or an `ImageSource
         probs.append(_rows('empty-class', None, detail=f"every file of class {c!r} is unusable"))
     same = df.groupby(df.path.map(str)).label.nunique()
     for path in same.index[same > 1]:
-        probs.append(_rows('label-conflict', path, detail=f"listed with labels {sorted(df.label[df.path.map(str) == path])}"))
+        probs.append(_rows('label-conflict', path,
+                           detail=f"listed with labels {sorted(df.label[df.path.map(str) == path])}"))
     if (usable.split != 'unsplit').all():
         only_valid = set(usable.label[usable.split == 'valid']) - set(usable.label[usable.split == 'train'])
         probs += [_rows('valid-only-class', None, detail=c) for c in sorted(only_valid)]
@@ -160,8 +165,8 @@ def audit_source(source, # folder or CSV (see `read_source`), or an `ImageSource
     label = files.label.values
     for a, b, kind in pairs:
         if kind == 'exact' and label[a] != label[b] and str(files.path[a]) != str(files.path[b]):
-            probs.append(_rows('label-conflict', files.path[b], files.path[a], f"identical to an image labelled {label[a]!r}, "
-                               f"but labelled {label[b]!r}"))
+            probs.append(_rows('label-conflict', files.path[b], files.path[a],
+                               f"identical to an image labelled {label[a]!r}, but labelled {label[b]!r}"))
         if {split[a], split[b]} == {'train', 'valid'}:
             v, t = (a, b) if split[a] == 'valid' else (b, a)
             leaks.setdefault(v, (t, kind))
@@ -174,7 +179,8 @@ def audit_source(source, # folder or CSV (see `read_source`), or an `ImageSource
         g = df[src.group_col]
         both = df[g.notna()].groupby(g.dropna().map(str).values).is_valid.nunique()
         for key in both.index[both > 1]:
-            probs.append(_rows('group-across-split', None, detail=f"{src.group_col} {key!r} has images in training and validation"))
+            probs.append(_rows('group-across-split', None,
+                               detail=f"{src.group_col} {key!r} has images in training and validation"))
     problems = pd.DataFrame(probs, columns=['kind', 'path', 'other', 'detail'])
 
     # notes: modes, sizes, copies on one side
@@ -186,7 +192,8 @@ def audit_source(source, # folder or CSV (see `read_source`), or an `ImageSource
     odd = (long > max_aspect*short) & (short >= min_side)
     notes += [note('aspect', p, f"{w}x{h} px, more than {max_aspect:g}:1") for p, w, h in wh[odd]]
     for b, (a, k) in sorted(copies.items()):
-        notes.append(note('copies', files.path[b], 'identical to `other`' if k == 'exact' else 'a near copy of `other`', files.path[a]))
+        notes.append(note('copies', files.path[b], 'identical to `other`' if k == 'exact' else 'a near copy of `other`',
+                          files.path[a]))
     return Audit(src, files, problems, pd.DataFrame(notes, columns=['kind', 'path', 'other', 'detail']))
 
 # %% ../nbs/03_audit.ipynb #6bf4645f
@@ -200,17 +207,20 @@ def _resized(im, size):
     return im.resize((max(1, round(w*s)), max(1, round(h*s))), Image.BILINEAR)
 
 def dataset_stats(source, # an `ImageSource` (its training images), a folder or CSV, or a list of image paths
-                  size:int|None=64, # resize every image's short side to this first, so each image weighs alike; None: stored sizes
+                  size:int|None=64, # resize short sides to this first, so each image weighs alike; None: stored sizes
                   num_workers:int|None=None, # decoding threads (default: up to 8, one per CPU)
                  ) -> tuple:
     "Per-channel (mean, std) of the pixels of every training image in `source`, on the 0..1 scale"
     if isinstance(source, (str, Path)): source = read_source(source)
-    if hasattr(source, 'train') and hasattr(source, 'vocab'): raise TypeError("`dataset_stats` takes a source or a list of paths, not DataLoaders; pass `list(dls.train.items.path)`.")
+    if hasattr(source, 'train') and hasattr(source, 'vocab'):
+        raise TypeError("`dataset_stats` takes a source or a list of paths, not DataLoaders; "
+                        "pass `list(dls.train.items.path)`.")
     if isinstance(source, ImageSource):
         df = source.df
         paths = list(df.path[~df.is_valid.astype(bool)] if df.is_valid.notna().all() else df.path)
     else: paths = list(source)
-    if not paths: raise ValueError("No images to compute statistics of. Pass a source with training images, or a non-empty list.")
+    if not paths: raise ValueError("No images to compute statistics of. "
+                                   "Pass a source with training images, or a non-empty list.")
     n, s, ss = 0, np.zeros(3), np.zeros(3)
     with ThreadPoolExecutor(num_workers or min(8, os.cpu_count() or 1)) as ex:
         for k, a, b in ex.map(lambda p: _image_sums(p, size), paths): n += k; s += a; ss += b

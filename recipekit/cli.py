@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 def _imports():
-    "recipekit's modules, imported on first use so that `--help` is instant and torch's import-time deprecation warnings stay hidden"
+    ("recipekit's modules, imported on first use so that `--help` is instant "
+     "and torch's import-time deprecation warnings stay hidden")
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', category=FutureWarning)
         from recipekit import data, recipe, learner, runs, audit
@@ -22,11 +23,14 @@ __all__ = ['check', 'train', 'main']
 
 # %% ../nbs/70_cli.ipynb #c528970d
 def _parser():
-    p = argparse.ArgumentParser(prog='recipekit', description='Training recipes for image classifiers, on fastai and timm.')
+    p = argparse.ArgumentParser(prog='recipekit',
+                                description='Training recipes for image classifiers, on fastai and timm.')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     t = sub.add_parser('train', help='fine-tune a pretrained backbone on DATA and write a run folder',
-                       description='Fine-tune a pretrained backbone on DATA (default: the embedded handwritten digits) and write a run folder.')
-    t.add_argument('data', nargs='?', help='folder (train/ + valid/ or val/, or class folders) or CSV of path,label[,is_valid]')
+                       description='Fine-tune a pretrained backbone on DATA (default: the embedded handwritten digits) '
+                                   'and write a run folder.')
+    t.add_argument('data', nargs='?',
+                   help='folder (train/ + valid/ or val/, or class folders) or CSV of path,label[,is_valid]')
     t.add_argument('--out', help='parent folder of the run folder (default: runs/)')
     t.add_argument('--recipe', help='start from this recipe.json instead of the chosen recipe')
     t.add_argument('--arch', help='timm architecture, for example tf_efficientnet_lite0')
@@ -39,11 +43,14 @@ def _parser():
     t.add_argument('--bs', type=int, help='batch size')
     t.add_argument('--seed', type=int, help='seed of the split, init and data order')
     t.add_argument('--label-col', default='label', help='CSV column with the labels (default: label)')
-    t.add_argument('--group-col', help='CSV column of group keys (patient, camera, ...) that the split must not straddle')
+    t.add_argument('--group-col',
+                   help='CSV column of group keys (patient, camera, ...) that the split must not straddle')
     t.add_argument('--skip-bad', action='store_true', help='train without unusable files instead of stopping')
-    t.add_argument('--dedupe', action='store_true', help='move validation images that have a copy in training into training')
+    t.add_argument('--dedupe', action='store_true',
+                   help='move validation images that have a copy in training into training')
     c = sub.add_parser('check', help='audit DATA: exit 0 when clean, 1 on problems, 2 when DATA cannot be read',
-                       description='Audit DATA before training: counts, unusable files, class problems, copies across the split, odd sizes and modes.')
+                       description='Audit DATA before training: counts, unusable files, class problems, '
+                                   'copies across the split, odd sizes and modes.')
     c.add_argument('data', help='folder (train/ + valid/ or val/, or class folders) or CSV of path,label[,is_valid]')
     c.add_argument('--label-col', default='label', help='CSV column with the labels (default: label)')
     c.add_argument('--group-col', help='CSV column of group keys that a split must not straddle')
@@ -68,20 +75,26 @@ def train(args, log=print) -> dict:
     audit = A.audit_source(data, label_col=args.label_col, group_col=args.group_col)
     src = audit.usable_source(skip_bad=args.skip_bad, dedupe=args.dedupe)
     n_bad, leaks = len(audit.kinds(*A.FILE_PROBLEMS)), audit.kinds(*A.LEAK_PROBLEMS)
-    log(f"audit: {len(audit.files)} files, {'no problems' if audit.ok else f'{len(audit.problems)} problems'}"
-        + (f"; skipped {n_bad} unusable files" if n_bad else '') + (f"; notes: {', '.join(f'{n} {k}' for k, n in audit.notes.kind.value_counts(sort=False).items())} (see audit.csv)" if len(audit.notes) else ''))
+    log(f"audit: {len(audit.files)} files, {'no problems' if audit.ok else f'{len(audit.problems)} problems'}" +
+        (f"; skipped {n_bad} unusable files" if n_bad else '') +
+        (f"; notes: {', '.join(f'{n} {k}' for k, n in audit.notes.kind.value_counts(sort=False).items())}"
+         " (see audit.csv)" if len(audit.notes) else ''))
     if len(leaks):
         moved = int(audit.source.df.is_valid.sum() - src.df.is_valid.sum())
         if args.dedupe: log(f"audit: moved {moved} validation images with a copy in training into training")
-        else: log(f"warning: {len(leaks)} validation images have a copy in training (first: {leaks.path.iloc[0]}), so validation accuracy "
-                  "will be optimistic. Pass --dedupe to move them into training; `recipekit check DATA` lists them all.")
-    overrides = {k: v for k, v in dict(arch=args.arch, weights=args.weights, size=args.size, epochs=args.epochs, freeze_epochs=args.freeze_epochs,
-                                       lr=args.lr, bs=args.bs, seed=args.seed).items() if v is not None}
+        else: log(f"warning: {len(leaks)} validation images have a copy in training (first: {leaks.path.iloc[0]}), "
+                  "so validation accuracy will be optimistic. "
+                  "Pass --dedupe to move them into training; `recipekit check DATA` lists them all.")
+    overrides = {k: v for k, v in dict(arch=args.arch, weights=args.weights, size=args.size, epochs=args.epochs,
+                                       freeze_epochs=args.freeze_epochs, lr=args.lr, bs=args.bs,
+                                       seed=args.seed).items() if v is not None}
     if args.no_pretrained: overrides['pretrained'] = False
     n_train = int((~D.split_source(src, R.Recipe.valid_pct, args.seed or 0)).sum())
     if args.recipe:
         recipe = R.Recipe.load(args.recipe).replace(**overrides)
-        recipe.reasons = [f"loaded from {args.recipe}"] + ([f"set by the user: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}"] if overrides else [])
+        recipe.reasons = ([f"loaded from {args.recipe}"] +
+                          ([f"set by the user: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}"]
+                           if overrides else []))
     else: recipe = R.choose_recipe(n_train, len(src.classes), short_side=_median_short_side(src.df.path), **overrides)
     if recipe.bs > n_train:
         recipe = recipe.replace(bs=max(n_train, 1))
@@ -94,14 +107,16 @@ def train(args, log=print) -> dict:
     run_dir = U.new_run_dir(src.name, args.out)
     audit.save(run_dir/'audit.csv')
     log(f"train: {recipe.arch} at {recipe.size}px, {len(dls.train_ds)} train / {len(dls.valid_ds)} valid images, "
-        f"{recipe.freeze_epochs} frozen + {recipe.epochs} unfrozen epochs, {learn.recipe.precision}, weights from {learn.model.weights_source}")
+        f"{recipe.freeze_epochs} frozen + {recipe.epochs} unfrozen epochs, {learn.recipe.precision}, "
+        f"weights from {learn.model.weights_source}")
     tty = sys.stdout.isatty()
     elog = U.EpochLog(run_dir/'metrics.csv', echo=None if tty else log)
     learn.add_cb(elog)
     if tty: learn.fit_recipe()
     else:
         with learn.no_bar(), learn.no_logging(): learn.fit_recipe()
-    res = U.save_run(learn, run_dir, elog.rows, settings=dict(data=str(data), layout=src.layout, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds)))
+    res = U.save_run(learn, run_dir, elog.rows, settings=dict(data=str(data), layout=src.layout,
+                                                              n_train=len(dls.train_ds), n_valid=len(dls.valid_ds)))
     dt = time.time() - t0
     log(f"done: accuracy {res['accuracy']*100:.1f}% on {res['n_valid']} validation images in {dt:.0f}s")
     log(f"run folder: {run_dir}  ({', '.join(sorted(p.name for p in run_dir.iterdir()))})")
@@ -113,7 +128,8 @@ def _median_short_side(paths, n:int=64):
     for p in list(paths)[::max(1, len(paths)//n)][:n]:
         try:
             with Image.open(p) as im: sides.append(min(im.size))
-        except (OSError, SyntaxError, ValueError): continue  # unusable files are reported by the image check that follows
+        except (OSError, SyntaxError, ValueError):
+            continue  # unusable files are reported by the image check that follows
     return float(sorted(sides)[len(sides)//2]) if sides else 224.
 
 # %% ../nbs/70_cli.ipynb #1e09d1e6

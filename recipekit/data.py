@@ -49,11 +49,12 @@ SPLIT_NAMES = TRAIN_NAMES + VALID_NAMES + ('test', 'testing')
 # %% ../nbs/02_data.ipynb #7edc813c
 @dataclass
 class ImageSource:
-    "Items of an image data set: one row per image with `path`, `label`, `is_valid` (None until a split is made) and a CSV's other columns"
+    ("Items of an image data set: one row per image with `path`, `label`, `is_valid` (None until a split is made) "
+     "and a CSV's other columns")
     df:pd.DataFrame # columns `path`, `label`, `is_valid`, then every other column of a CSV
     layout:str # 'split-folders', 'class-folders' or 'csv'
     root:Path # where the data lives
-    missing:list = field(default_factory=list) # files named by CSV rows that do not exist (read with `strict=False`; not in `df`)
+    missing:list = field(default_factory=list) # missing files named by CSV rows (read with `strict=False`; not in `df`)
     empty_classes:list = field(default_factory=list) # class folders without images (read with `strict=False`)
     group_col:str|None = None # column of `df` whose equal values must stay on one side of a split
     @property
@@ -74,7 +75,8 @@ def _folder_items(folder:Path, split:str|None):
     return df, empty
 
 def _no_images_error(empty:list):
-    return ValueError(f"Class folder {str(empty[0])!r} has no images{f' (and {len(empty)-1} more)' if len(empty)>1 else ''}. "
+    return ValueError(f"Class folder {str(empty[0])!r} has no images"
+                      f"{f' (and {len(empty)-1} more)' if len(empty)>1 else ''}. "
                       "Add images with one of the extensions .jpg .jpeg .png .bmp .tif .webp, or remove the folder.")
 
 # %% ../nbs/02_data.ipynb #7d5769e3
@@ -85,57 +87,74 @@ def _bool_column(col:pd.Series, fn) -> pd.Series:
     if col.dtype == bool: return col
     txt = col.astype(str).str.strip().str.lower()
     bad = sorted(set(txt[~txt.isin(_TRUE | _FALSE)]))
-    if bad: raise ValueError(f"Column `is_valid` of {str(fn)!r} must hold True/False (or 1/0, yes/no), got {bad[:5]}. Fix those values.")
+    if bad: raise ValueError(f"Column `is_valid` of {str(fn)!r} must hold True/False (or 1/0, yes/no), got {bad[:5]}. "
+                             "Fix those values.")
     return txt.isin(_TRUE)
 
 # %% ../nbs/02_data.ipynb #ca682180
 def read_source(source, # a folder (train/valid subfolders or class folders) or a CSV with `path,label[,is_valid]`
                 label_col:str='label', # CSV column holding the label
                 group_col:str|None=None, # CSV column of group keys (patient, camera, ...) that a split never straddles
-                strict:bool=True, # raise for missing files, empty class folders and classes only in validation; else record them
+                strict:bool=True, # raise for missing files, empty class folders, valid-only classes; else record them
                ) -> ImageSource:
     "Find every image and label in `source`, raising a `ValueError` that names the fix for unusable layouts"
-    if source is None or str(source) == '': raise ValueError("No data given. Pass a folder of class folders, a folder with train/ and valid/, or a CSV.")
+    if source is None or str(source) == '':
+        raise ValueError("No data given. Pass a folder of class folders, a folder with train/ and valid/, or a CSV.")
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"`source` must be a path (str or Path) of a folder or CSV, got {type(source).__name__}. "
                         "For a table already in memory, save it as a CSV, or build an `ImageSource` from it.")
     root = Path(source).expanduser()
-    if not root.exists(): raise ValueError(f"Data path {str(root)!r} does not exist. Check the spelling, or pass a folder of class folders or a CSV file.")
+    if not root.exists():
+        raise ValueError(f"Data path {str(root)!r} does not exist. "
+                         "Check the spelling, or pass a folder of class folders or a CSV file.")
     if root.is_file():
-        if root.suffix.lower() != '.csv': raise ValueError(f"Data path {str(root)!r} is a file but not a CSV. Pass a folder of class folders, or a CSV with columns path,label[,is_valid].")
+        if root.suffix.lower() != '.csv':
+            raise ValueError(f"Data path {str(root)!r} is a file but not a CSV. "
+                             "Pass a folder of class folders, or a CSV with columns path,label[,is_valid].")
         try: raw = pd.read_csv(root)
         except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
-            raise ValueError(f"CSV {str(root)!r} cannot be read as a table ({type(e).__name__}: {e}). It needs a header row `path,label[,is_valid]` and one row per image.") from None
+            raise ValueError(f"CSV {str(root)!r} cannot be read as a table ({type(e).__name__}: {e}). "
+                             "It needs a header row `path,label[,is_valid]` and one row per image.") from None
         missing_cols = [c for c in ('path', label_col) + ((group_col,) if group_col else ()) if c not in raw.columns]
         if missing_cols:
             fix = (f"Pass `group_col` (--group-col) one of its columns." if missing_cols == [group_col] else
                    "It needs `path` and a label column: `label`, or another one passed as `label_col` (--label-col).")
             raise ValueError(f"CSV {str(root)!r} lacks the column(s) {missing_cols}; it has {list(raw.columns)}. {fix}")
         empty = raw.index[raw[label_col].isna() | raw['path'].isna()]
-        if len(empty): raise ValueError(f"{len(empty)} rows of {str(root)!r} have an empty `path` or `{label_col}`, first: line {empty[0]+2}. Fill them in or drop those rows.")
-        df = raw.rename(columns={'label': 'csv_label'}) if label_col != 'label' and 'label' in raw.columns else raw.copy()
+        if len(empty):
+            raise ValueError(f"{len(empty)} rows of {str(root)!r} have an empty `path` or `{label_col}`, "
+                             f"first: line {empty[0]+2}. Fill them in or drop those rows.")
+        df = (raw.rename(columns={'label': 'csv_label'}) if label_col != 'label' and 'label' in raw.columns
+              else raw.copy())
         df['path'] = [root.parent/p for p in raw['path']]
         df['label'] = raw[label_col].astype(str)
         df['is_valid'] = _bool_column(raw['is_valid'], root) if 'is_valid' in raw.columns else None
         df = df[['path', 'label', 'is_valid'] + [c for c in df.columns if c not in ('path', 'label', 'is_valid')]]
         gone = np.array([not Path(p).is_file() for p in df.path], bool)
-        if strict and gone.any(): raise ValueError(f"{gone.sum()} of {len(df)} rows of {str(root)!r} point at missing files, first: {str(df.path[gone].iloc[0])!r}. "
-                                                   "Fix the paths (they are relative to the CSV's folder) or drop those rows.")
-        src = ImageSource(df[~gone].reset_index(drop=True), 'csv', root, missing=list(df.path[gone]), group_col=group_col)
+        if strict and gone.any():
+            raise ValueError(f"{gone.sum()} of {len(df)} rows of {str(root)!r} point at missing files, "
+                             f"first: {str(df.path[gone].iloc[0])!r}. "
+                             "Fix the paths (they are relative to the CSV's folder) or drop those rows.")
+        src = ImageSource(df[~gone].reset_index(drop=True), 'csv', root, missing=list(df.path[gone]),
+                          group_col=group_col)
     elif not root.is_dir(): raise ValueError(f"Data path {str(root)!r} is neither a folder nor a CSV file.")
     else:
-        if group_col: raise ValueError(f"`group_col`={group_col!r} needs a CSV source with that column, but {str(root)!r} is a folder. "
-                                       "List the images in a CSV with path,label,<group column>.")
+        if group_col:
+            raise ValueError(f"`group_col`={group_col!r} needs a CSV source with that column, "
+                             f"but {str(root)!r} is a folder. List the images in a CSV with path,label,<group column>.")
         tdir, vdir = _named(root, TRAIN_NAMES), _named(root, VALID_NAMES)
         splitlike = [d.name for d in _class_dirs(root) if d.name.lower() in SPLIT_NAMES and _class_dirs(d)]
         if splitlike and not (tdir and vdir):
-            raise ValueError(f"Data folder {str(root)!r} has split folders {splitlike} but not both a training folder (train/) and a "
-                             "validation folder (valid/, val/ or validation/, any case). Rename them, for example test/ to valid/ "
-                             "if it is your validation set, or put the class folders directly in the data folder for a seeded split.")
+            raise ValueError(f"Data folder {str(root)!r} has split folders {splitlike} but not both a training folder "
+                             "(train/) and a validation folder (valid/, val/ or validation/, any case). "
+                             "Rename them, for example test/ to valid/ if it is your validation set, "
+                             "or put the class folders directly in the data folder for a seeded split.")
         if tdir and vdir:
             extra = [n for n in splitlike if n not in (tdir.name, vdir.name)]
-            if extra: warnings.warn(f"Data folder {str(root)!r}: {extra} not used; recipekit trains on {tdir.name}/ and validates on "
-                                    f"{vdir.name}/. Move those images into them, or keep them for a final test.")
+            if extra:
+                warnings.warn(f"Data folder {str(root)!r}: {extra} not used; recipekit trains on {tdir.name}/ "
+                              f"and validates on {vdir.name}/. "
+                              "Move those images into them, or keep them for a final test.")
             (tr, e1), (va, e2) = _folder_items(tdir, 'train'), _folder_items(vdir, 'valid')
             src = ImageSource(pd.concat([tr, va], ignore_index=True), 'split-folders', root, empty_classes=e1+e2)
         else:
@@ -158,15 +177,21 @@ def valid_only_classes(src:ImageSource) -> list:
 def check_classes(src:ImageSource, strict:bool=True):
     "Raise if `src` has no images or one class; with `strict`, also if a class has validation images only"
     if len(src.df) == 0:
-        if src.missing: raise ValueError(f"All {len(src.missing)} rows of {str(src.root)!r} point at missing files, first: {str(src.missing[0])!r}. "
-                                         "Fix the paths: they are relative to the CSV's folder, with / between folders.")
+        if src.missing:
+            raise ValueError(f"All {len(src.missing)} rows of {str(src.root)!r} point at missing files, "
+                             f"first: {str(src.missing[0])!r}. "
+                             "Fix the paths: they are relative to the CSV's folder, with / between folders.")
         if src.empty_classes: raise _no_images_error(src.empty_classes)
-        raise ValueError(f"No images found in {str(src.root)!r}. Add images, or point at the folder that holds the class folders.")
+        raise ValueError(f"No images found in {str(src.root)!r}. "
+                         "Add images, or point at the folder that holds the class folders.")
     classes = src.classes
-    if len(classes) < 2: raise ValueError(f"Only one class ({classes[0]!r}) in {str(src.root)!r}: a classifier needs at least two. "
-                                          "Add a folder (or CSV label) for each other class.")
+    if len(classes) < 2:
+        raise ValueError(f"Only one class ({classes[0]!r}) in {str(src.root)!r}: a classifier needs at least two. "
+                         "Add a folder (or CSV label) for each other class.")
     only_valid = valid_only_classes(src) if strict else []
-    if only_valid: raise ValueError(f"Class(es) {only_valid} appear only in validation in {str(src.root)!r}. Add training images for them, or remove them from validation.")
+    if only_valid:
+        raise ValueError(f"Class(es) {only_valid} appear only in validation in {str(src.root)!r}. "
+                         "Add training images for them, or remove them from validation.")
 
 # %% ../nbs/02_data.ipynb #219400f9
 def check_images(paths, # image files to decode
@@ -186,13 +211,15 @@ def blocking_message(bad:list, # (path, reason) of unusable image files
                     ) -> str|None:
     "One error message for everything that stops training, or None when nothing does"
     parts = []
-    if bad and not skip_bad: parts.append(f"{len(bad)} of {n} image files cannot be used:\n" + _listing(f"{p}: {r}" for p, r in bad))
-    if missing and not skip_bad: parts.append(f"{len(missing)} of {n+len(missing)} CSV rows point at missing files:\n" + _listing(missing))
+    if bad and not skip_bad:
+        parts.append(f"{len(bad)} of {n} image files cannot be used:\n" + _listing(f"{p}: {r}" for p, r in bad))
+    if missing and not skip_bad:
+        parts.append(f"{len(missing)} of {n+len(missing)} CSV rows point at missing files:\n" + _listing(missing))
     if empty and not skip_bad: parts.append(f"{len(empty)} class folder(s) without images:\n" + _listing(empty))
-    if parts: parts.append("Replace or delete the unusable files and fix the rows and folders, or pass `skip_bad=True` (--skip-bad) "
-                           "to train without them.")
-    if valid_only: parts.append(f"Class(es) {list(valid_only)} appear only in validation: add training images for them, or remove them "
-                                "from validation.")
+    if parts: parts.append("Replace or delete the unusable files and fix the rows and folders, "
+                           "or pass `skip_bad=True` (--skip-bad) to train without them.")
+    if valid_only: parts.append(f"Class(es) {list(valid_only)} appear only in validation: "
+                                "add training images for them, or remove them from validation.")
     return '\n'.join(parts) or None
 
 def bad_files_message(bad:list, n:int) -> str:
@@ -202,16 +229,22 @@ def bad_files_message(bad:list, n:int) -> str:
 def _without(src:ImageSource, drop:set) -> ImageSource:
     "A copy of `src` without the items whose path is in `drop`"
     keep = ~src.df.path.isin(drop)
-    return ImageSource(src.df[keep].reset_index(drop=True), src.layout, src.root, src.missing, src.empty_classes, src.group_col)
+    return ImageSource(src.df[keep].reset_index(drop=True), src.layout, src.root, src.missing, src.empty_classes,
+                       src.group_col)
 
 # %% ../nbs/02_data.ipynb #be182e70
 def _values(items, get) -> np.ndarray:
     "`get` (a column name or a function of one item) for every item of `items` (a DataFrame or a list)"
     if isinstance(get, str):
-        if not isinstance(items, pd.DataFrame): raise TypeError(f"A column name ({get!r}) needs the items in a DataFrame; pass a function of one item instead.")
-        if get not in items.columns: raise ValueError(f"Column {get!r} is not among the items' columns {list(items.columns)}. Pass one of them.")
+        if not isinstance(items, pd.DataFrame):
+            raise TypeError(f"A column name ({get!r}) needs the items in a DataFrame; "
+                            "pass a function of one item instead.")
+        if get not in items.columns:
+            raise ValueError(f"Column {get!r} is not among the items' columns {list(items.columns)}. "
+                             "Pass one of them.")
         return items[get].values
-    return np.array([get(o) for o in ((r for _, r in items.iterrows()) if isinstance(items, pd.DataFrame) else items)], dtype=object)
+    return np.array([get(o) for o in ((r for _, r in items.iterrows()) if isinstance(items, pd.DataFrame) else items)],
+                    dtype=object)
 
 def _check_pct(valid_pct):
     if isinstance(valid_pct, bool) or not isinstance(valid_pct, (int, float)) or not 0 < valid_pct < 1:
@@ -232,16 +265,20 @@ class StratifiedSplitter:
     def __call__(self, items):
         y = _values(items, self.get_y)
         labels, counts = np.unique(y.astype(str), return_counts=True)
-        if counts.min() < 2: raise ValueError(f"Class {labels[counts.argmin()]!r} has a single image, so it cannot be on both sides of the split. Add images to it.")
+        if counts.min() < 2:
+            raise ValueError(f"Class {labels[counts.argmin()]!r} has a single image, "
+                             "so it cannot be on both sides of the split. Add images to it.")
         n_valid = max(int(round(self.valid_pct*len(y))), len(labels))
-        if len(y) - n_valid < len(labels): raise ValueError(f"{len(y)} items cannot give every one of the {len(labels)} classes a training and a validation image. Add images.")
+        if len(y) - n_valid < len(labels):
+            raise ValueError(f"{len(y)} items cannot give every one of the {len(labels)} classes "
+                             "a training and a validation image. Add images.")
         tr, va = train_test_split(np.arange(len(y)), test_size=n_valid, stratify=y.astype(str), random_state=self.seed)
         return sorted(tr.tolist()), sorted(va.tolist())
 
 class GroupSplitter:
     "fastai splitter: items sharing a group key are all in training or all in validation"
     def __init__(self,
-                 get_group='group', # column name, or function of one item, giving its group key; a missing key is a group of its own
+                 get_group='group', # group key: column name, or function of one item; a missing key is its own group
                  valid_pct:float=0.2, # validation share; with `get_y` it is rounded to 1/k for a whole number k
                  seed:int=0, # seed of the draw
                  get_y=None, # class of an item: when given, the split is also stratified by class
@@ -249,19 +286,26 @@ class GroupSplitter:
         _check_pct(valid_pct); store_attr()
     def __call__(self, items):
         keys = pd.Series(_values(items, self.get_group))
-        keys = keys.astype(object).where(keys.notna(), pd.Series([('single', i) for i in range(len(keys))], dtype=object))
+        keys = keys.astype(object).where(keys.notna(),
+                                         pd.Series([('single', i) for i in range(len(keys))], dtype=object))
         g = pd.factorize(keys.map(str))[0]
         idx = np.arange(len(g))
         if self.get_y is None:
-            if g.max() < 1: raise ValueError("All items share one group key, so no split can keep groups apart. Check the group column.")
-            tr, va = next(GroupShuffleSplit(n_splits=1, test_size=self.valid_pct, random_state=self.seed).split(idx, groups=g))
+            if g.max() < 1:
+                raise ValueError("All items share one group key, so no split can keep groups apart. "
+                                 "Check the group column.")
+            tr, va = next(GroupShuffleSplit(n_splits=1, test_size=self.valid_pct,
+                                            random_state=self.seed).split(idx, groups=g))
         else:
             k = max(2, round(1/self.valid_pct))
-            if g.max()+1 < k: raise ValueError(f"Only {g.max()+1} groups, too few for a {1/k:.0%} group split. Add groups or raise `valid_pct`.")
+            if g.max()+1 < k:
+                raise ValueError(f"Only {g.max()+1} groups, too few for a {1/k:.0%} group split. "
+                                 "Add groups or raise `valid_pct`.")
             y = pd.factorize(pd.Series(_values(items, self.get_y)).astype(str))[0]
             with warnings.catch_warnings():
                 warnings.filterwarnings('ignore', message='The least populated class')
-                tr, va = next(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=self.seed).split(idx, y, groups=g))
+                tr, va = next(StratifiedGroupKFold(n_splits=k, shuffle=True,
+                                                   random_state=self.seed).split(idx, y, groups=g))
         return sorted(tr.tolist()), sorted(va.tolist())
 
 # %% ../nbs/02_data.ipynb #5cc3fdcc
@@ -270,7 +314,9 @@ def keep_groups_together(is_valid, # boolean validation mask
                         ) -> np.ndarray:
     "A copy of `is_valid` in which every group found on both sides of the split is moved into training"
     is_valid, groups = np.asarray(is_valid, bool).copy(), pd.Series(groups)
-    if len(groups) != len(is_valid): raise ValueError(f"`groups` has {len(groups)} keys but `is_valid` has {len(is_valid)} items. Pass one key per item.")
+    if len(groups) != len(is_valid):
+        raise ValueError(f"`groups` has {len(groups)} keys but `is_valid` has {len(is_valid)} items. "
+                         "Pass one key per item.")
     known = groups.notna().values
     both = pd.Series(is_valid[known]).groupby(groups[known].values).nunique() > 1
     is_valid[known & groups.isin(both.index[both]).values] = False
@@ -278,15 +324,18 @@ def keep_groups_together(is_valid, # boolean validation mask
 
 # %% ../nbs/02_data.ipynb #d7020a9c
 def split_source(src:ImageSource, valid_pct:float=0.2, seed:int=0) -> np.ndarray:
-    "Boolean validation mask: `src`'s own split, else a seeded split stratified by class that keeps `src.group_col` groups together"
+    ("Boolean validation mask: `src`'s own split, else a seeded split stratified by class "
+     "that keeps `src.group_col` groups together")
     if src.df.is_valid.notna().all(): return src.df.is_valid.astype(bool).values
-    if src.group_col and src.df[src.group_col].notna().any(): splitter = GroupSplitter(src.group_col, valid_pct, seed, get_y='label')
+    if src.group_col and src.df[src.group_col].notna().any():
+        splitter = GroupSplitter(src.group_col, valid_pct, seed, get_y='label')
     else: splitter = StratifiedSplitter(valid_pct, seed)
     return _mask(len(src.df), splitter(src.df)[1])
 
 # %% ../nbs/02_data.ipynb #ef4080f1
 class ResizedCrop(RandTransform):
-    "Random-resized crop of `size` (and a random horizontal flip) when training; on validation, resize the short side to `size/crop_pct` and center-crop (torchvision's maths)"
+    ("Random-resized crop of `size` (and a random horizontal flip) when training; "
+     "on validation, resize the short side to `size/crop_pct` and center-crop (torchvision's maths)")
     split_idx, order = None, 1
     def __init__(self,
                  size:int, # output side in pixels
@@ -295,8 +344,12 @@ class ResizedCrop(RandTransform):
                  crop_pct:float=1.0, # validation: fraction of the resized short side kept by the center crop
                  flip:bool=False, # training: mirror half of the crops left-right
                 ):
-        if not 0 < min_scale <= 1: raise ValueError(f"`min_scale` must be in (0, 1], the smallest crop area as a fraction of the image; got {min_scale!r}.")
-        if not 0 < crop_pct <= 1: raise ValueError(f"`crop_pct` must be in (0, 1], the share of the short side kept by the center crop; got {crop_pct!r}.")
+        if not 0 < min_scale <= 1:
+            raise ValueError(f"`min_scale` must be in (0, 1], the smallest crop area as a fraction of the image; "
+                             f"got {min_scale!r}.")
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"`crop_pct` must be in (0, 1], the share of the short side kept by the center crop; "
+                             f"got {crop_pct!r}.")
         store_attr(); super().__init__(p=1.)
     def before_call(self, b, split_idx:int):
         self.train = split_idx == 0
@@ -317,14 +370,18 @@ def class_weights(counts, # images per class: a list, array, dict or Series
                  ) -> np.ndarray:
     "Per-class weights from class `counts`, scaled to sum to the number of classes"
     n = np.asarray(list(counts.values()) if isinstance(counts, dict) else counts, dtype=np.float64)
-    if n.ndim != 1 or len(n) == 0: raise ValueError(f"`counts` must be a 1-D sequence of images per class, got shape {n.shape}. "
-                                                    "For an audit's table pass one column, `audit.counts['train']`.")
+    if n.ndim != 1 or len(n) == 0:
+        raise ValueError(f"`counts` must be a 1-D sequence of images per class, got shape {n.shape}. "
+                         "For an audit's table pass one column, `audit.counts['train']`.")
     if not np.isfinite(n).all(): raise ValueError(f"`counts` must be finite numbers, got {n.tolist()}.")
-    if (n <= 0).any(): raise ValueError(f"Every class needs at least one training image to get a weight; got counts {n.astype(int).tolist()}. Add images or drop the empty classes.")
+    if (n <= 0).any():
+        raise ValueError(f"Every class needs at least one training image to get a weight; "
+                         f"got counts {n.astype(int).tolist()}. Add images or drop the empty classes.")
     if method == 'inverse': w = 1/n
     elif method == 'sqrt': w = 1/np.sqrt(n)
     elif method == 'effective':
-        if not 0 <= beta < 1: raise ValueError(f"`beta` must be in [0, 1), got {beta}. Typical values are 0.99 to 0.9999.")
+        if not 0 <= beta < 1:
+            raise ValueError(f"`beta` must be in [0, 1), got {beta}. Typical values are 0.99 to 0.9999.")
         w = (1-beta)/(1-beta**n)
     else: raise ValueError(f"`method` must be one of {WEIGHT_METHODS}, got {method!r}.")
     return w*len(n)/w.sum()
@@ -338,13 +395,16 @@ def class_counts(dls) -> pd.Series:
 
 # %% ../nbs/02_data.ipynb #2c468a79
 class SampledDL(WeightedDL):
-    "fastai's `WeightedDL`: training batches draw items with replacement in proportion to `wgts`, here seeded by the loader's `rng`"
+    ("fastai's `WeightedDL`: training batches draw items with replacement in proportion to `wgts`, "
+     "here seeded by the loader's `rng`")
     def __init__(self, dataset=None, bs=None, wgts=None, **kwargs):
         if wgts is not None and dataset is not None and len(wgts) != len(dataset):
-            raise ValueError(f"`wgts` has {len(wgts)} weights but the training set has {len(dataset)} items. Pass one weight per training item.")
+            raise ValueError(f"`wgts` has {len(wgts)} weights but the training set has {len(dataset)} items. "
+                             "Pass one weight per training item.")
         w = None if wgts is None else np.asarray(wgts, dtype=np.float64)
         if w is not None and (not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0):
-            raise ValueError("`wgts` must be finite and non-negative with a positive sum. Pass sampling weights, not log-weights.")
+            raise ValueError("`wgts` must be finite and non-negative with a positive sum. "
+                             "Pass sampling weights, not log-weights.")
         super().__init__(dataset, bs=bs, wgts=wgts, **kwargs)
     def get_idxs(self):
         if self.n == 0 or not self.shuffle: return super().get_idxs()
@@ -354,27 +414,35 @@ class SampledDL(WeightedDL):
 def _sampling_weights(sampling, train_labels, classes) -> np.ndarray:
     "One sampling weight per training item from `sampling`: a `class_weights` method, or the weights themselves"
     if isinstance(sampling, str):
-        if sampling not in WEIGHT_METHODS: raise ValueError(f"`sampling` must be one of {WEIGHT_METHODS} or one weight per training image, got {sampling!r}.")
+        if sampling not in WEIGHT_METHODS:
+            raise ValueError(f"`sampling` must be one of {WEIGHT_METHODS} or one weight per training image, "
+                             f"got {sampling!r}.")
         counts = pd.Series(train_labels).value_counts().reindex(classes, fill_value=0)
-        return pd.Series(class_weights(counts[counts > 0], sampling), index=counts.index[counts > 0])[train_labels].values
+        return pd.Series(class_weights(counts[counts > 0], sampling),
+                         index=counts.index[counts > 0])[train_labels].values
     try: wgts = np.asarray(sampling, dtype=np.float64)
-    except (TypeError, ValueError): raise TypeError(f"`sampling` must be a method name {WEIGHT_METHODS} or a sequence of numbers, got {type(sampling).__name__}.") from None
+    except (TypeError, ValueError):
+        raise TypeError(f"`sampling` must be a method name {WEIGHT_METHODS} or a sequence of numbers, "
+                        f"got {type(sampling).__name__}.") from None
     if wgts.shape != (len(train_labels),):
         raise ValueError(f"`sampling` has {wgts.size} weights but there are {len(train_labels)} training images. "
                          f"Pass one weight per training image, or a method from {WEIGHT_METHODS}.")
     return wgts
 
-_DL_ARGS = {'shuffle', 'val_shuffle', 'n', 'path', 'device', 'drop_last', 'val_bs', 'pin_memory', 'timeout', 'persistent_workers',
-            'pin_memory_device', 'verbose', 'after_item', 'before_batch', 'after_iter', 'create_batches', 'create_item', 'create_batch',
-            'retain', 'get_idxs', 'sample', 'shuffle_fn', 'do_batch', 'wif', 'before_iter', 'indexed'}
+_DL_ARGS = {'shuffle', 'val_shuffle', 'n', 'path', 'device', 'drop_last', 'val_bs', 'pin_memory', 'timeout',
+            'persistent_workers', 'pin_memory_device', 'verbose', 'after_item', 'before_batch', 'after_iter',
+            'create_batches', 'create_item', 'create_batch', 'retain', 'get_idxs', 'sample', 'shuffle_fn', 'do_batch',
+            'wif', 'before_iter', 'indexed'}
 
 def _check_kwargs(kwargs):
     import difflib
     bad = sorted(set(kwargs) - _DL_ARGS)
     if not bad: return
     names = list(inspect.signature(image_dataloaders).parameters) + sorted(_DL_ARGS)
-    hints = [f"{b!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(b, names, 1)) else repr(b) for b in bad]
-    raise TypeError(f"image_dataloaders got unknown argument(s) {', '.join(hints)}. See `help(image_dataloaders)` for its arguments.")
+    hints = [f"{b!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(b, names, 1)) else repr(b)
+             for b in bad]
+    raise TypeError(f"image_dataloaders got unknown argument(s) {', '.join(hints)}. "
+                    "See `help(image_dataloaders)` for its arguments.")
 
 def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSource`
                       size:int=224, # training and validation image side in pixels
@@ -387,21 +455,23 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
                       label_col:str='label', # CSV column holding the label
                       group_col:str|None=None, # CSV column of group keys a seeded split never straddles
                       check:bool=True, # decode every image first and stop on unusable files
-                      skip_bad:bool=False, # skip unusable files and CSV rows of missing files (with a warning) instead of stopping
-                      sampling=None, # balanced training batches: a `class_weights` method, or one weight per training item
-                      num_workers:int|None=None, # data loader processes (default: 0, decoding is cheap at reduced scale)
-                      cache_mb:float=1024, # keep decoded images in memory up to this many megabytes (see `DecodeCache`); 0 turns it off
+                      skip_bad:bool=False, # skip unusable files and CSV rows of missing files with a warning; else stop
+                      sampling=None, # balanced training batches: a `class_weights` method or a weight per training item
+                      num_workers:int|None=None, # DataLoader processes (default: 0, decoding is cheap at reduced scale)
+                      cache_mb:float=1024, # MB of decoded images kept in memory (see `DecodeCache`); 0 turns it off
                       batch_tfms=None, # extra batch transforms; recipekit's learner adds `Normalize`
                       **kwargs # passed to `DataBlock.dataloaders`
                      ):
     "fastai `DataLoaders` for an image classification `source`, checked for unusable input first"
-    if not isinstance(size, int) or size < 8: raise ValueError(f"`size` must be an int of at least 8 pixels, got {size!r}.")
+    if not isinstance(size, int) or size < 8:
+        raise ValueError(f"`size` must be an int of at least 8 pixels, got {size!r}.")
     if not isinstance(bs, int) or bs < 1: raise ValueError(f"`bs` must be a positive int, got {bs!r}.")
     if not isinstance(seed, int): raise TypeError(f"`seed` must be an int, got {seed!r}.")
     for k, v in dict(check=check, skip_bad=skip_bad, flip=flip).items():
         if not isinstance(v, bool): raise TypeError(f"`{k}` must be True or False, got {v!r}.")
     _check_kwargs(kwargs)
-    src = source if isinstance(source, ImageSource) else read_source(source, label_col=label_col, group_col=group_col, strict=False)
+    src = (source if isinstance(source, ImageSource) else
+           read_source(source, label_col=label_col, group_col=group_col, strict=False))
 
     # one pass over the files: unusable ones, and groups of copies for a split made here
     info = inspect_files(src.df.path) if check else []
@@ -414,23 +484,28 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
     if msg: raise ValueError(msg)
     if info and not src.df.is_valid.notna().all():
         keys = src.df[src.group_col] if src.group_col else None
-        g, _ = duplicate_groups([r['sha256'] for r in info], [r['phash'] for r in info], [r['thumb'] for r in info], keys=keys)
+        g, _ = duplicate_groups([r['sha256'] for r in info], [r['phash'] for r in info], [r['thumb'] for r in info],
+                                keys=keys)
         src = ImageSource(src.df.assign(copy_group=pd.Series(g).where(g >= 0).values), src.layout, src.root,
                           src.missing, src.empty_classes, group_col='copy_group')
     if bad: src = _without(src, {p for p, _ in bad})
     check_classes(src)
     if bad or src.missing or src.empty_classes:
-        warnings.warn(f"Skipped {len(bad)} unusable image files, {len(src.missing)} CSV rows of missing files and {len(src.empty_classes)} "
-                      f"empty class folders of {str(src.root)!r}" + (f", so class(es) {lost} have no images left" if lost else '')
-                      + f"; {len(src.df)} images remain. Run `recipekit check` on the data for the list.")
+        warnings.warn(f"Skipped {len(bad)} unusable image files, {len(src.missing)} CSV rows of missing files "
+                      f"and {len(src.empty_classes)} empty class folders of {str(src.root)!r}" +
+                      (f", so class(es) {lost} have no images left" if lost else '') +
+                      f"; {len(src.df)} images remain. Run `recipekit check` on the data for the list.")
 
     # the split, the batch size and the sampler
     df = src.df.copy()
     df['is_valid'] = split_source(src, valid_pct, seed)
     n_train = int((~df.is_valid).sum())
-    if n_train == 0: raise ValueError(f"No training images in {str(src.root)!r}: every item is in validation. Mark some rows `is_valid=False`.")
+    if n_train == 0:
+        raise ValueError(f"No training images in {str(src.root)!r}: every item is in validation. "
+                         "Mark some rows `is_valid=False`.")
     if bs > n_train:
-        warnings.warn(f"`bs`={bs} is larger than the {n_train} training images, so no full batch would be trained. Using bs={n_train}.")
+        warnings.warn(f"`bs`={bs} is larger than the {n_train} training images, so no full batch would be trained. "
+                      f"Using bs={n_train}.")
         bs = n_train
     dl_kwargs = {}
     if sampling is not None:
@@ -442,7 +517,8 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
                        item_tfms=ResizedCrop(size, min_scale=min_scale, crop_pct=crop_pct, flip=flip),
                        batch_tfms=list(batch_tfms or []))
     dls = dblock.dataloaders(df, bs=bs, num_workers=0 if num_workers is None else num_workers, **dl_kwargs, **kwargs)
-    for i, dl in enumerate(dls.loaders): dl.rng = random.Random(seed + i)  # fastai seeds its shuffle from the global `random`
+    for i, dl in enumerate(dls.loaders):
+        dl.rng = random.Random(seed + i)  # fastai seeds its shuffle from the global `random`
     dls.source = src
     return dls
 

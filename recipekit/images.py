@@ -52,7 +52,8 @@ def _decode(fp, size:int|None=None, bg=BG) -> Image.Image:
         return _to_rgb(ImageOps.exif_transpose(im), bg)
 
 def decode_problem(e:Exception) -> str:
-    "The kind of unusable file that `_decode` raising `e` reveals: 'missing', 'not-an-image', 'too-large', 'truncated' or 'corrupt'"
+    ("The kind of unusable file that `_decode` raising `e` reveals: "
+     "'missing', 'not-an-image', 'too-large', 'truncated' or 'corrupt'")
     if isinstance(e, FileNotFoundError): return 'missing'
     if isinstance(e, UnidentifiedImageError): return 'not-an-image'
     if isinstance(e, Image.DecompressionBombError): return 'too-large'
@@ -67,15 +68,19 @@ def open_rgb(fn, # path of an image file
     "Image file `fn` as a fully loaded, EXIF-oriented, 3-channel RGB PIL image"
     fn = Path(fn)
     try: return _decode(fn, size, bg)
-    except FileNotFoundError: raise ValueError(f"Image file {str(fn)!r} does not exist. Check the path, or remove the row that names it.") from None
-    except UnidentifiedImageError: reason = "it is not an image PIL can read (empty, or another format with an image extension)"
+    except FileNotFoundError:
+        raise ValueError(f"Image file {str(fn)!r} does not exist. "
+                         "Check the path, or remove the row that names it.") from None
+    except UnidentifiedImageError:
+        reason = "it is not an image PIL can read (empty, or another format with an image extension)"
     except DECODE_ERRORS as e: reason = f"it is truncated or corrupt ({e})"
     raise ValueError(f"Cannot use image file {str(fn)!r}: {reason}. Replace or delete it, then run again.")
 
 # %% ../nbs/01_images.ipynb #0030be6b
 class DecodeCache:
     "Decoded images kept in memory up to `max_mb` megabytes, least recently used out first; emptied when pickled"
-    def __init__(self, max_mb:float=1024): self.max_bytes, self.d, self.nbytes, self.hits, self.misses = max_mb*2**20, OrderedDict(), 0, 0, 0
+    def __init__(self, max_mb:float=1024):
+        self.max_bytes, self.d, self.nbytes, self.hits, self.misses = max_mb*2**20, OrderedDict(), 0, 0, 0
     def __len__(self): return len(self.d)
     def get(self, key, make):
         "The image cached under `key`, made by `make()` on a miss"
@@ -85,7 +90,8 @@ class DecodeCache:
         nb = im.width*im.height*len(im.getbands())
         if nb <= self.max_bytes:
             self.d[key] = im; self.nbytes += nb
-            while self.nbytes > self.max_bytes: _, old = self.d.popitem(last=False); self.nbytes -= old.width*old.height*len(old.getbands())
+            while self.nbytes > self.max_bytes:
+                _, old = self.d.popitem(last=False); self.nbytes -= old.width*old.height*len(old.getbands())
         return im
     def __getstate__(self): return dict(self.__dict__, d=OrderedDict(), nbytes=0, hits=0, misses=0)
 
@@ -102,11 +108,12 @@ class RGBImage(PILImage):
 # %% ../nbs/01_images.ipynb #73e81a88
 def RGBImageBlock(size:int|None=None, # smallest side JPEGs are decoded at, usually the training size
                   bg=BG, # RGB background for transparent pixels
-                  cache_mb:float=0, # keep decoded images in a `DecodeCache` of this many megabytes; 0 decodes every time
+                  cache_mb:float=0, # keep decoded images in a `DecodeCache` of this many MB; 0 decodes every time
                  ):
     "A `TransformBlock` for images opened with `open_rgb`, for use in a fastai `DataBlock`"
     cache = DecodeCache(cache_mb) if cache_mb > 0 else None
-    return TransformBlock(type_tfms=partial(RGBImage.create, size=size, bg=bg, cache=cache), batch_tfms=IntToFloatTensor)
+    return TransformBlock(type_tfms=partial(RGBImage.create, size=size, bg=bg, cache=cache),
+                          batch_tfms=IntToFloatTensor)
 
 # %% ../nbs/01_images.ipynb #0c05a2bd
 THUMB = 16 # side of the thumbnails that confirm near copies
@@ -134,7 +141,8 @@ def inspect_file(fn) -> dict:
     return r
 
 def inspect_files(paths, num_workers:int|None=None) -> list:
-    "`inspect_file` of every path in `paths`, in order, decoded by `num_workers` threads (default: up to 8, one per CPU)"
+    ("`inspect_file` of every path in `paths`, in order, decoded by `num_workers` threads "
+     "(default: up to 8, one per CPU)")
     if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
         raise ValueError(f"`num_workers` must be a positive int or None, got {num_workers!r}.")
     with ThreadPoolExecutor(num_workers or min(8, os.cpu_count() or 1)) as ex: return list(ex.map(inspect_file, paths))

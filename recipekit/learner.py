@@ -33,8 +33,8 @@ __all__ = ['NORM_TYPES', 'timm_groups', 'norm_modules', 'bf16_supported', 'resol
 def timm_groups(model:nn.Module, coarse:bool=True) -> list:
     "Lists of parameter names, one per group of timm's `group_matcher`, the new head (and anything unmatched) last"
     if not hasattr(model, 'group_matcher'):
-        raise ValueError(f"{type(model).__name__} has no `group_matcher`, so recipekit cannot split it into layer groups. "
-                         "Use a timm model, or pass your own `splitter` to fastai's `Learner`.")
+        raise ValueError(f"{type(model).__name__} has no `group_matcher`, so recipekit cannot split it "
+                         "into layer groups. Use a timm model, or pass your own `splitter` to fastai's `Learner`.")
     groups = list(group_parameters(model, model.group_matcher(coarse=coarse)).values())
     head = {n for n, _ in model.get_classifier().named_parameters(prefix=model.pretrained_cfg.get('classifier', ''))}
     in_last = bool(head & set(groups[-1])) # timm puts the classifier in its last group, sometimes beside a head norm
@@ -48,8 +48,8 @@ NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 def norm_modules(model:nn.Module, skip_prefix:str|None=None) -> list:
     "(name, module) of every norm layer in `model` that has parameters, except those under `skip_prefix`"
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, NORM_TYPES) and any(True for _ in m.parameters(recurse=False))
-            and not (skip_prefix and n.startswith(skip_prefix))]
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, NORM_TYPES) and
+            any(True for _ in m.parameters(recurse=False)) and not (skip_prefix and n.startswith(skip_prefix))]
 
 # %% ../nbs/30_learner.ipynb #16f1486b
 def bf16_supported(device_type:str='cpu') -> bool:
@@ -60,28 +60,36 @@ def bf16_supported(device_type:str='cpu') -> bool:
 
 def resolve_precision(precision:str, device_type:str) -> str:
     "'fp32', 'bf16' or 'fp16' for `precision` on `device_type`, raising when the hardware cannot do what was asked"
-    if precision == 'auto': return 'bf16' if bf16_supported(device_type) else ('fp16' if device_type == 'cuda' else 'fp32')
+    if precision == 'auto':
+        return 'bf16' if bf16_supported(device_type) else ('fp16' if device_type == 'cuda' else 'fp32')
     if precision == 'fp16' and device_type != 'cuda':
-        raise ValueError(f"precision='fp16' needs a CUDA GPU, but the model is on {device_type!r}. Use 'bf16' (CPUs with AVX-512 BF16 or AMX) or 'fp32'.")
+        raise ValueError(f"precision='fp16' needs a CUDA GPU, but the model is on {device_type!r}. "
+                         "Use 'bf16' (CPUs with AVX-512 BF16 or AMX) or 'fp32'.")
     if precision == 'bf16' and not bf16_supported(device_type):
-        warnings.warn(f"precision='bf16' was asked for, but this {device_type} has no native bf16: it will be emulated and slow. Use precision='fp32' or 'auto'.")
+        warnings.warn(f"precision='bf16' was asked for, but this {device_type} has no native bf16: "
+                      "it will be emulated and slow. Use precision='fp32' or 'auto'.")
     return precision
 
 # %% ../nbs/30_learner.ipynb #ccdb18e4
 class Precision(Callback):
-    "Run the forward pass under bf16 autocast on any device (or in fp32), in channels-last format; the loss is computed in fp32"
+    ("Run the forward pass under bf16 autocast on any device (or in fp32), in channels-last format; "
+     "the loss is computed in fp32")
     order = 10
     def __init__(self,
                  dtype:str='bf16', # 'bf16' or 'fp32'; for fp16 use fastai's `MixedPrecision`, which scales the loss
                  channels_last:bool=True, # convert the model and each batch to channels-last memory format
                 ):
-        if dtype not in ('bf16', 'fp32'): raise ValueError(f"Precision handles 'bf16' and 'fp32', got {dtype!r}. For fp16 on CUDA use `learn.to_fp16()`.")
+        if dtype not in ('bf16', 'fp32'):
+            raise ValueError(f"Precision handles 'bf16' and 'fp32', got {dtype!r}. "
+                             "For fp16 on CUDA use `learn.to_fp16()`.")
         store_attr(); self.ctx = None
     def before_fit(self):
         self.device_type = next(self.model.parameters()).device.type
         if self.channels_last: self.model.to(memory_format=torch.channels_last)
     def before_batch(self):
-        if self.channels_last: self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in self.xb)
+        if self.channels_last:
+            self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+                                  for x in self.xb)
         if self.dtype == 'bf16': self.ctx = torch.autocast(self.device_type, dtype=torch.bfloat16); self.ctx.__enter__()
     def _exit(self):
         if self.ctx is not None: self.ctx.__exit__(None, None, None); self.ctx = None
@@ -109,18 +117,22 @@ def _train_paths(dls):
     return list(items.path) if isinstance(items, pd.DataFrame) and 'path' in items.columns else None
 
 def resolve_stats(dls, model, recipe:Recipe, arch:str) -> tuple:
-    "(mean, std) to normalize with: the recipe's, else the backbone's when pretrained, else the training set's (see the table)"
+    ("(mean, std) to normalize with: the recipe's, else the backbone's when pretrained, else the training set's "
+     "(see the table)")
     own = norm_stats(model)
     if recipe.mean is not None:
         if recipe.pretrained and not _same(recipe.mean, own[0]) or recipe.pretrained and not _same(recipe.std, own[1]):
-            warnings.warn(f"Normalizing with mean={recipe.mean}, std={recipe.std} instead of the statistics the pretrained weights of {arch} were "
-                          f"trained with (mean={list(own[0])}, std={list(own[1])}), which usually costs accuracy. Leave `mean`/`std` unset to use the backbone's.")
+            warnings.warn(f"Normalizing with mean={recipe.mean}, std={recipe.std} instead of the statistics "
+                          f"the pretrained weights of {arch} were trained with "
+                          f"(mean={list(own[0])}, std={list(own[1])}), which usually costs accuracy. "
+                          "Leave `mean`/`std` unset to use the backbone's.")
         return tuple(recipe.mean), tuple(recipe.std)
     user = _dls_stats(dls)
     if recipe.pretrained:
         if user and not (_same(user[0], own[0]) and _same(user[1], own[1])):
-            warnings.warn(f"The data loaders normalize with mean={user[0]}, std={user[1]}, but the pretrained weights of {arch} expect "
-                          f"mean={list(own[0])}, std={list(own[1])}. recipekit uses the backbone's statistics; remove your Normalize to silence this, "
+            warnings.warn(f"The data loaders normalize with mean={user[0]}, std={user[1]}, "
+                          f"but the pretrained weights of {arch} expect mean={list(own[0])}, std={list(own[1])}. "
+                          "recipekit uses the backbone's statistics; remove your Normalize to silence this, "
                           "or set the recipe's `mean`/`std` to force yours.")
         return own
     if user: return tuple(user[0]), tuple(user[1])
@@ -131,8 +143,9 @@ def _set_normalize(dls, mean, std):
     "Make `dls` normalize with `mean`/`std` and nothing else, warning when another learner's statistics are replaced"
     prev = _dls_stats(dls, ours=True)
     if prev and not (_same(prev[0], mean) and _same(prev[1], std)):
-        warnings.warn(f"These DataLoaders normalized with mean={prev[0]}, std={prev[1]} for an earlier learner; they now use mean={list(mean)}, "
-                      f"std={list(std)}, for that learner too. Build separate DataLoaders for learners with different statistics.")
+        warnings.warn(f"These DataLoaders normalized with mean={prev[0]}, std={prev[1]} for an earlier learner; "
+                      f"they now use mean={list(mean)}, std={list(std)}, for that learner too. "
+                      "Build separate DataLoaders for learners with different statistics.")
     for dl in dls.loaders: dl.after_batch.fs = L(t for t in dl.after_batch.fs if not isinstance(t, Normalize))
     norm = Normalize.from_stats(mean, std); norm.recipekit = True
     dls.add_tfms([norm], 'after_batch')
@@ -157,11 +170,15 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
                   ) -> Learner:
     "A fastai `Learner` for `dls` with a pretrained timm backbone set up by `recipe`"
     recipe = recipe or Recipe()
-    if not isinstance(recipe, Recipe): raise TypeError(f"`recipe` must be a recipekit Recipe, got {type(recipe).__name__}. Build one with `Recipe(...)` or `Recipe.load(path)`.")
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"`recipe` must be a recipekit Recipe, got {type(recipe).__name__}. "
+                        "Build one with `Recipe(...)` or `Recipe.load(path)`.")
     arch = check_arch(arch or recipe.arch)
     pretrained = recipe.pretrained if pretrained is None else pretrained
     weights = weights if weights is not None else recipe.weights
-    if not hasattr(dls, 'c') or not getattr(dls, 'vocab', None): raise ValueError("`dls` must be fastai DataLoaders with a category target (dls.vocab); build them with `image_dataloaders`.")
+    if not hasattr(dls, 'c') or not getattr(dls, 'vocab', None):
+        raise ValueError("`dls` must be fastai DataLoaders with a category target (dls.vocab); "
+                         "build them with `image_dataloaders`.")
     recipe = recipe.replace(arch=arch, pretrained=bool(pretrained), weights=None if weights is None else str(weights))
     set_seed(recipe.seed)
     model = create_backbone(arch, pretrained=pretrained, weights=weights, n_out=dls.c, drop_rate=recipe.head_dropout)
@@ -180,9 +197,11 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
         names = [g for g in ([n for n in g if n not in frozen] for g in names) if g]
     splitter = partial(split_by_names, names=names)
 
-    loss = loss_func or (LabelSmoothingCrossEntropyFlat(eps=recipe.label_smoothing) if recipe.label_smoothing else CrossEntropyLossFlat())
+    loss = loss_func or (LabelSmoothingCrossEntropyFlat(eps=recipe.label_smoothing) if recipe.label_smoothing else
+                         CrossEntropyLossFlat())
     precision = resolve_precision(recipe.precision, dls.device.type if dls.device is not None else 'cpu')
-    cbs = [Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] + ([BnFreeze()] if frozen_norm else []) + list(cbs or [])
+    cbs = ([Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] +
+           ([BnFreeze()] if frozen_norm else []) + list(cbs or []))
     learn = Learner(dls, model, loss_func=loss, splitter=splitter, metrics=accuracy if metrics is None else metrics,
                     wd=recipe.wd, cbs=cbs, train_bn=not frozen_norm, **kwargs)
     if precision == 'fp16': learn.to_fp16()

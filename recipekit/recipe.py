@@ -34,34 +34,42 @@ class Recipe:
     wd:float = 0.01 # decoupled weight decay
     head_dropout:float = 0.0 # dropout before the classifier (timm's `drop_rate`)
     label_smoothing:float = 0.0 # label smoothing of the cross-entropy
-    norm_policy:str = 'frozen' # 'frozen': pretrained norm layers keep their statistics and affine weights; 'train': fastai's
+    norm_policy:str = 'frozen' # 'frozen': pretrained norm layers keep statistics and affine weights; 'train': fastai's
     min_scale:float = 0.5 # smallest random-crop area when training
     flip:bool = True # random horizontal flips when training
     crop_pct:float = 1.0 # validation center crop, fraction of the short side
     valid_pct:float = 0.2 # validation share when the data has no split of its own
     precision:str = 'auto' # 'auto' (bf16 where the hardware has it), 'fp32', 'bf16' or 'fp16' (CUDA only)
     channels_last:bool = True # channels-last memory format (2x faster convolutions on CPU)
-    mean:list|None = None # per-channel normalization mean; None: the backbone's when pretrained, else the training set's
+    mean:list|None = None # per-channel normalization mean; None: the backbone's if pretrained, else the training set's
     std:list|None = None # per-channel normalization std, set together with `mean`
     seed:int = 0 # seed of the split, the initialization and the data order
     reasons:list = field(default_factory=list) # why the chooser picked these values
 
     def __post_init__(self):
-        if self.norm_policy not in NORM_POLICIES: raise ValueError(f"`norm_policy` must be one of {NORM_POLICIES}, got {self.norm_policy!r}.")
-        if self.precision not in PRECISIONS: raise ValueError(f"`precision` must be one of {PRECISIONS}, got {self.precision!r}.")
+        if self.norm_policy not in NORM_POLICIES:
+            raise ValueError(f"`norm_policy` must be one of {NORM_POLICIES}, got {self.norm_policy!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"`precision` must be one of {PRECISIONS}, got {self.precision!r}.")
         for k in ('size', 'bs'):
             v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"`{k}` must be a positive int, got {v!r}.")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"`{k}` must be a positive int, got {v!r}.")
         for k in ('freeze_epochs', 'epochs'):
             v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ValueError(f"`{k}` must be an int >= 0, got {v!r}.")
-        if self.freeze_epochs + self.epochs == 0: raise ValueError("`freeze_epochs` and `epochs` are both 0: nothing would be trained. Set at least one of them.")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"`{k}` must be an int >= 0, got {v!r}.")
+        if self.freeze_epochs + self.epochs == 0:
+            raise ValueError("`freeze_epochs` and `epochs` are both 0: nothing would be trained. "
+                             "Set at least one of them.")
         if not self.lr > 0: raise ValueError(f"`lr` must be positive, got {self.lr!r}.")
-        if (self.mean is None) != (self.std is None): raise ValueError("Set `mean` and `std` together (three numbers each), or leave both None.")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("Set `mean` and `std` together (three numbers each), or leave both None.")
         if self.mean is not None:
             self.mean, self.std = [float(v) for v in self.mean], [float(v) for v in self.std]
             if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-                raise ValueError(f"`mean` and `std` need three numbers each (RGB, on the 0..1 scale), std > 0; got mean={self.mean}, std={self.std}.")
+                raise ValueError(f"`mean` and `std` need three numbers each (RGB, on the 0..1 scale), std > 0; "
+                                 f"got mean={self.mean}, std={self.std}.")
 
     def to_dict(self): return asdict(self)
     def to_json(self): return json.dumps(self.to_dict(), indent=2)
@@ -69,7 +77,8 @@ class Recipe:
     @classmethod
     def from_dict(cls, d:dict):
         "A `Recipe` from `d`, refusing unknown keys by name"
-        if not isinstance(d, dict): raise ValueError(f"A recipe must be a JSON object of fields, got {type(d).__name__}.")
+        if not isinstance(d, dict):
+            raise ValueError(f"A recipe must be a JSON object of fields, got {type(d).__name__}.")
         if 'recipe' in d and 'vocab' in d: d = d['recipe']  # the recipe.json of a run folder
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
@@ -80,7 +89,8 @@ class Recipe:
         "The `Recipe` saved as JSON in `path`"
         try: d = json.loads(Path(path).read_text())
         except FileNotFoundError: raise ValueError(f"Recipe file {str(path)!r} does not exist.") from None
-        except json.JSONDecodeError as e: raise ValueError(f"Recipe file {str(path)!r} is not valid JSON ({e}).") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"Recipe file {str(path)!r} is not valid JSON ({e}).") from None
         return cls.from_dict(d)
     def replace(self, **kwargs):
         "A copy with `kwargs` changed"
@@ -97,13 +107,17 @@ def choose_recipe(n_train:int, # training images
     if short_side < 32:
         r = Recipe(arch='tf_efficientnet_lite0', size=64, freeze_epochs=1, epochs=5, lr=1e-2, lr_mult=10, flip=False,
                    min_scale=0.6, norm_policy='train', crop_pct=1.0,
-                   reasons=[f"tiny images (median short side {short_side:.0f} px): lite0 at 64 px, no flips, trainable norm layers, 5 unfrozen epochs"])
+                   reasons=[f"tiny images (median short side {short_side:.0f} px): lite0 at 64 px, no flips, "
+                            "trainable norm layers, 5 unfrozen epochs"])
     elif per_class <= 500:
-        r = Recipe(reasons=[f"small data ({per_class:.0f} training images per class): lite2 at its pretrained 260 px, the head trained for 4 epochs "
-                            "on the frozen body with frozen batch-norm statistics; unfreezing the body lowered accuracy on such data"])
+        r = Recipe(reasons=[f"small data ({per_class:.0f} training images per class): lite2 at its pretrained 260 px, "
+                            "the head trained for 4 epochs on the frozen body with frozen batch-norm statistics; "
+                            "unfreezing the body lowered accuracy on such data"])
     else:
-        r = Recipe(arch='tf_efficientnet_lite0', size=160, freeze_epochs=1, epochs=4, lr=4e-3, lr_mult=10, norm_policy='train',
-                   reasons=[f"{per_class:.0f} training images per class: lite0 at 160 px, 1 head epoch, 4 epochs of everything"])
+        r = Recipe(arch='tf_efficientnet_lite0', size=160, freeze_epochs=1, epochs=4, lr=4e-3, lr_mult=10,
+                   norm_policy='train',
+                   reasons=[f"{per_class:.0f} training images per class: lite0 at 160 px, 1 head epoch, "
+                            "4 epochs of everything"])
     if overrides.get('pretrained') is False and 'freeze_epochs' not in overrides:
         r = r.replace(freeze_epochs=0, epochs=max(r.epochs + r.freeze_epochs, 1), norm_policy='train')
         r.reasons.append("random init: no frozen stage (a random body has nothing to keep), trainable norm layers")

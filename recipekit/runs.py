@@ -31,18 +31,22 @@ def new_run_dir(name:str, # data set name, the last part of the folder name
                ) -> Path:
     "A new, empty run folder `out/<date>-<time>-<name>`, with a numeric suffix when that name is taken"
     out = Path('runs' if out is None else out)
-    if out.exists() and not out.is_dir(): raise ValueError(f"Output path {str(out)!r} is a file; pass a folder for the runs with --out.")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"Output path {str(out)!r} is a file; pass a folder for the runs with --out.")
     stem = f"{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}-{name}"
     for i in range(1, 1000):
         d = out/(stem if i == 1 else f"{stem}-{i}")
         try: d.mkdir(parents=True, exist_ok=False); return d
         except FileExistsError: continue
-        except OSError as e: raise ValueError(f"Cannot create a run folder under {str(out)!r} ({e.strerror}). Pass a writable folder with --out.") from None
+        except OSError as e:
+            raise ValueError(f"Cannot create a run folder under {str(out)!r} ({e.strerror}). "
+                             "Pass a writable folder with --out.") from None
     raise ValueError(f"Could not create a new run folder under {str(out)!r}: 999 runs share the name {stem!r}.")
 
 # %% ../nbs/60_runs.ipynb #ddad02ac
 class EpochLog(Callback):
-    "Collect one row per epoch across fits (frozen and unfrozen stages), write them to `fname`, and pass a line to `echo`"
+    ("Collect one row per epoch across fits (frozen and unfrozen stages), write them to `fname`, "
+     "and pass a line to `echo`")
     order = 61 # after the `Recorder`
     def __init__(self, fname=None, echo=None): store_attr(); self.rows = []
     def before_fit(self):
@@ -52,9 +56,12 @@ class EpochLog(Callback):
     def after_batch(self):
         if self.training: self.n_train += 1
     def after_epoch(self):
-        if not getattr(self, 'n_train', 0): return  # `validate` and `get_preds` also send this event, with no training batch
-        vals = {str(k): v for k, v in zip(self.recorder.metric_names, self.recorder.log) if str(k) not in ('epoch', 'time')}
-        row = dict(epoch=len(self.rows), stage=self.stage, **{k: float(v) for k, v in vals.items() if isinstance(v, (int, float))},
+        if not getattr(self, 'n_train', 0):
+            return  # `validate` and `get_preds` also send this event, with no training batch
+        vals = {str(k): v for k, v in zip(self.recorder.metric_names, self.recorder.log)
+                if str(k) not in ('epoch', 'time')}
+        row = dict(epoch=len(self.rows), stage=self.stage,
+                   **{k: float(v) for k, v in vals.items() if isinstance(v, (int, float))},
                    lr=float(self.opt.hypers[-1]['lr']), seconds=round(time.time()-self.t0, 1))
         self.t0 = time.time()
         self.rows.append(row)
@@ -78,7 +85,9 @@ def load_run_model(run_dir) -> tuple:
     "(model, vocab) of a finished run: the timm model rebuilt from `recipe.json`, weights from `model.safetensors`"
     run_dir = Path(run_dir)
     for f in ('recipe.json', 'model.safetensors'):
-        if not (run_dir/f).is_file(): raise ValueError(f"{str(run_dir)!r} is not a finished run folder: {f} is missing. Pass the folder `recipekit train` printed.")
+        if not (run_dir/f).is_file():
+            raise ValueError(f"{str(run_dir)!r} is not a finished run folder: {f} is missing. "
+                             "Pass the folder `recipekit train` printed.")
     info = json.loads((run_dir/'recipe.json').read_text())
     recipe, vocab = Recipe.from_dict(info['recipe']), info['vocab']
     model = create_backbone(recipe.arch, pretrained=False, n_out=len(vocab))
@@ -94,7 +103,8 @@ def plot_losses(rows:list, fname):
     ax.plot(df.epoch+1, df.valid_loss, 'o-', label='valid')
     n_frozen = int((df.stage == 'frozen').sum())
     if n_frozen: ax.axvspan(0.5, n_frozen+0.5, color='0.9', label='frozen body')
-    ax.set(xlabel='epoch', ylabel='loss', title='Loss per epoch', xticks=list(df.epoch+1), xticklabels=list(df.epoch)); ax.legend()
+    ax.set(xlabel='epoch', ylabel='loss', title='Loss per epoch', xticks=list(df.epoch+1),
+           xticklabels=list(df.epoch)); ax.legend()
     fig.tight_layout(); fig.savefig(fname, dpi=100)
 
 def plot_confusion(cm:np.ndarray, vocab, fname):
@@ -103,8 +113,10 @@ def plot_confusion(cm:np.ndarray, vocab, fname):
     fig = Figure(figsize=(max(4, .5*n+2), max(4, .5*n+2))); ax = fig.subplots()
     ax.imshow(cm, cmap='Blues')
     for i in range(n):
-        for j in range(n): ax.text(j, i, int(cm[i, j]), ha='center', va='center', color='white' if cm[i, j] > cm.max()/2 else 'black')
-    ax.set(xticks=range(n), yticks=range(n), xticklabels=vocab, yticklabels=vocab, xlabel='predicted', ylabel='label', title='Confusion matrix (validation)')
+        for j in range(n): ax.text(j, i, int(cm[i, j]), ha='center', va='center',
+                                   color='white' if cm[i, j] > cm.max()/2 else 'black')
+    ax.set(xticks=range(n), yticks=range(n), xticklabels=vocab, yticklabels=vocab, xlabel='predicted', ylabel='label',
+           title='Confusion matrix (validation)')
     for t in ax.get_xticklabels(): t.set_rotation(45); t.set_ha('right')
     fig.tight_layout(); fig.savefig(fname, dpi=100)
 
@@ -115,7 +127,8 @@ def plot_top_losses(df:pd.DataFrame, fname, size:int=128):
     for ax in axs.flat: ax.axis('off')
     for ax, r in zip(axs.flat, df.itertuples()):
         im = open_rgb(r.path, size=size); im.thumbnail((size*2, size*2))
-        ax.imshow(im); ax.set_title(f"{r.label} / {r.predicted}\np(label) {r.prob_label:.2f}  loss {r.loss:.2f}", fontsize=9)
+        ax.imshow(im); ax.set_title(f"{r.label} / {r.predicted}\np(label) {r.prob_label:.2f}  loss {r.loss:.2f}",
+                                    fontsize=9)
     fig.suptitle('Top losses (label / predicted)'); fig.tight_layout(); fig.savefig(fname, dpi=100)
 
 # %% ../nbs/60_runs.ipynb #b3f73091
@@ -124,7 +137,8 @@ def top_losses(paths, probs:torch.Tensor, targs:torch.Tensor, vocab, k:int|None=
     probs, targs = probs.float(), targs.long()
     p_label = probs[torch.arange(len(targs)), targs]
     loss = -torch.log(p_label.clamp_min(1e-12))
-    df = pd.DataFrame({'path': [str(p) for p in paths], 'label': [vocab[i] for i in targs], 'predicted': [vocab[i] for i in probs.argmax(1)],
+    df = pd.DataFrame({'path': [str(p) for p in paths], 'label': [vocab[i] for i in targs],
+                       'predicted': [vocab[i] for i in probs.argmax(1)],
                        'prob_label': p_label.numpy(), 'loss': loss.numpy()})
     return df.sort_values('loss', ascending=False, kind='stable').head(k).reset_index(drop=True)
 
@@ -143,13 +157,15 @@ def save_run(learn, # a trained `Learner` from `recipe_learner`
     probs, targs = probs.float(), targs.long()
     acc = int((probs.argmax(1) == targs).sum())/len(targs)
     info = dict(recipe=learn.recipe.to_dict(), vocab=vocab, accuracy=acc, **(settings or {}),
-                weights_source=None if getattr(learn.model, 'weights_source', None) is None else str(learn.model.weights_source),
+                weights_source=(None if getattr(learn.model, 'weights_source', None) is None else
+                                str(learn.model.weights_source)),
                 versions=dict(python=platform.python_version(), torch=torch.__version__, **_versions()))
     (run_dir/'recipe.json').write_text(json.dumps(info, indent=2, default=str)+'\n')
     if rows: plot_losses(rows, run_dir/'loss.png')
     cm = confusion_matrix(targs.numpy(), probs.argmax(1).numpy(), labels=range(len(vocab)))
     plot_confusion(cm, vocab, run_dir/'confusion.png')
-    tl = top_losses(learn.dls.valid.items['path'] if hasattr(learn.dls.valid.items, 'columns') else learn.dls.valid.items, probs, targs, vocab, k=k)
+    tl = top_losses(learn.dls.valid.items['path'] if hasattr(learn.dls.valid.items, 'columns') else
+                    learn.dls.valid.items, probs, targs, vocab, k=k)
     tl.to_csv(run_dir/'top_losses.csv', index=False)
     plot_top_losses(tl, run_dir/'top_losses.png')
     return dict(accuracy=acc, n_valid=len(targs), confusion=cm)

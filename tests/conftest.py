@@ -8,7 +8,9 @@ SHARED = Path(__file__).resolve().parents[2]/'shared'/'data'
 def shared_data(name):
     "Path of a shared data set, skipping the test with the reason when it is absent"
     p = SHARED/name
-    if not p.is_dir(): pytest.skip(f"needs the shared data set {name} at {p} (see ../shared/data/README.md); it is not on this machine")
+    if not p.is_dir():
+        pytest.skip(f"needs the shared data set {name} at {p} (see ../shared/data/README.md); "
+                    "it is not on this machine")
     return p
 
 def make_folder(root, counts, size=(24, 20), split=None, seed=0):
@@ -16,7 +18,8 @@ def make_folder(root, counts, size=(24, 20), split=None, seed=0):
     rng = np.random.default_rng(seed)
     for c, n in counts.items():
         d = Path(root)/(split or '')/c; d.mkdir(parents=True, exist_ok=True)
-        for i in range(n): Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(d/f'{c}{i}.png')
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(d/f'{c}{i}.png')
     return Path(root)
 
 def make_colours(root, n=8, size=32, seed=0):

@@ -21,13 +21,15 @@ def _modes(d:Path, seed:int):
     Image.fromarray((np.asarray(p(4).convert('L'), np.uint16)*257)).save(d/'gray16.png')
     Image.fromarray(np.asarray(p(5).convert('L'), np.int32)*100).save(d/'int32.tif')
     exif = Image.Exif(); exif[0x0112] = 6; p(6).save(d/'exif.jpg', exif=exif, quality=95)
-    return {'rgba.png': 'RGBA', 'la.png': 'LA', 'p_trans.png': 'P', 'cmyk.jpg': 'CMYK', 'gray16.png': 'I;16', 'int32.tif': 'I'}
+    return {'rgba.png': 'RGBA', 'la.png': 'LA', 'p_trans.png': 'P', 'cmyk.jpg': 'CMYK', 'gray16.png': 'I;16',
+            'int32.tif': 'I'}
 
 @pytest.fixture
 def messy(tmp_path):
     "A split folder holding every problem of the issue once, with exactly known paths"
     r = tmp_path/'messy'
-    for split, cls, n, s0 in [('train', 'ants', 10, 100), ('train', 'bees', 10, 200), ('valid', 'ants', 5, 300), ('valid', 'bees', 5, 400)]:
+    for split, cls, n, s0 in [('train', 'ants', 10, 100), ('train', 'bees', 10, 200), ('valid', 'ants', 5, 300),
+                              ('valid', 'bees', 5, 400)]:
         (r/split/cls).mkdir(parents=True)
         for i in range(n): photo(s0 + i).save(r/split/cls/f'{cls[0]}{i}.jpg', quality=92)
     modes = _modes(r/'train'/'ants', 500)
@@ -36,8 +38,9 @@ def messy(tmp_path):
     (r/'train'/'ants'/'text.png').write_text('a text file with an image extension')
     (r/'train'/'wasps').mkdir()
     (r/'valid'/'moths').mkdir(); photo(600).save(r/'valid'/'moths'/'m0.jpg')
-    dups = [('train/ants/a0.jpg', 'valid/ants/copy_a0.jpg'), ('train/ants/a1.jpg', 'valid/ants/copy_a1.jpg'), ('train/ants/a2.jpg', 'valid/ants/copy_a2.jpg'),
-            ('train/bees/b0.jpg', 'valid/bees/copy_b0.jpg'), ('train/bees/b1.jpg', 'valid/bees/copy_b1.jpg')]
+    dups = [('train/ants/a0.jpg', 'valid/ants/copy_a0.jpg'), ('train/ants/a1.jpg', 'valid/ants/copy_a1.jpg'),
+            ('train/ants/a2.jpg', 'valid/ants/copy_a2.jpg'), ('train/bees/b0.jpg', 'valid/bees/copy_b0.jpg'),
+            ('train/bees/b1.jpg', 'valid/bees/copy_b1.jpg')]
     for src, dst in dups: shutil.copyfile(r/src, r/dst)
     near = [('train/bees/b5.jpg', 'valid/bees/near_b5.jpg'), ('train/bees/b6.jpg', 'valid/bees/near_b6.jpg')]
     for src, dst in near: Image.open(r/src).resize((84, 63), Image.BICUBIC).save(r/dst, quality=70)
@@ -53,7 +56,8 @@ def test_every_problem_reported_exactly(messy):
     a = audit_source(r)
     assert not a.ok
     t = a.table(); p = t[t.severity == 'problem']
-    assert sorted(p.kind) == sorted(['truncated', 'empty-file', 'not-an-image', 'empty-class', 'valid-only-class'] + ['duplicate']*5 + ['near-duplicate']*2)
+    assert sorted(p.kind) == sorted(['truncated', 'empty-file', 'not-an-image', 'empty-class', 'valid-only-class'] +
+                                    ['duplicate']*5 + ['near-duplicate']*2)
     by = {k: g for k, g in p.groupby('kind')}
     assert list(by['truncated'].path) == ['train/ants/cut.jpg']
     assert list(by['empty-file'].path) == ['train/ants/zero.jpg']
@@ -67,17 +71,20 @@ def test_no_false_alarms_on_clean_files(messy):
     r, modes, dups, near = messy
     a = audit_source(r)
     flagged = set(a.table().path) | set(a.table().other)
-    clean = [f'train/ants/a{i}.jpg' for i in range(3, 10)] + [f'train/bees/b{i}.jpg' for i in (2, 3, 4, 7, 8, 9)] + [f'valid/ants/a{i}.jpg' for i in range(5)] + ['train/ants/exif.jpg']
+    clean = ([f'train/ants/a{i}.jpg' for i in range(3, 10)] + [f'train/bees/b{i}.jpg' for i in (2, 3, 4, 7, 8, 9)] +
+             [f'valid/ants/a{i}.jpg' for i in range(5)] + ['train/ants/exif.jpg'])
     assert not flagged & set(clean)
     notes = a.table()[lambda t: t.severity == 'note']
     assert sorted(notes.kind) == ['mode']*6  # only the converted modes, nothing else
-    assert dict(zip(notes.path.map(lambda p: Path(p).name), notes.detail)) == {k: f'stored as {v}' for k, v in modes.items()}
+    assert (dict(zip(notes.path.map(lambda p: Path(p).name), notes.detail)) ==
+            {k: f'stored as {v}' for k, v in modes.items()})
 
 def test_counts_per_class_and_split(messy):
     a = audit_source(messy[0])
     c = a.counts
     assert c.loc['ants'].tolist() == [10 + 7, 5 + 3]  # 10 photos + 7 mode files (bad files not counted); 5 + 3 copies
-    assert c.loc['bees'].tolist() == [10, 5 + 2 + 2] and c.loc['wasps'].tolist() == [0, 0] and c.loc['moths'].tolist() == [0, 1]
+    assert (c.loc['bees'].tolist() == [10, 5 + 2 + 2] and c.loc['wasps'].tolist() == [0, 0] and
+            c.loc['moths'].tolist() == [0, 1])
 
 def test_truncated_loading_never_turned_on(messy):
     audit_source(messy[0])
@@ -85,7 +92,8 @@ def test_truncated_loading_never_turned_on(messy):
 
 def test_csv_rows_for_missing_files(tmp_path):
     for i in range(6): photo(i).save(tmp_path/f'{i}.jpg')
-    rows = [(f'{i}.jpg', 'ab'[i % 2], i >= 4) for i in range(6)] + [('gone1.jpg', 'a', False), ('sub/gone2.jpg', 'b', True)]
+    rows = ([(f'{i}.jpg', 'ab'[i % 2], i >= 4) for i in range(6)] +
+            [('gone1.jpg', 'a', False), ('sub/gone2.jpg', 'b', True)])
     pd.DataFrame(rows, columns=['path', 'label', 'is_valid']).to_csv(tmp_path/'l.csv', index=False)
     a = audit_source(tmp_path/'l.csv')
     assert list(a.problems.kind) == ['missing-file']*2
@@ -235,17 +243,20 @@ def test_split_folders_in_any_case_and_unused_test_folder(tmp_path):
     with pytest.warns(UserWarning, match=r"\['test'\] not used"): src = read_source(tmp_path/'d')
     assert src.layout == 'split-folders' and src.classes == ['a', 'b'] and int(src.df.is_valid.sum()) == 4
     shutil.rmtree(tmp_path/'d'/'VAL')
-    with pytest.raises(ValueError, match=r"split folders \['Train', 'test'\] but not both.*test/ to valid/"): read_source(tmp_path/'d')
+    with pytest.raises(ValueError, match=r"split folders \['Train', 'test'\] but not both.*test/ to valid/"):
+        read_source(tmp_path/'d')
 
 def test_audit_argument_errors(tmp_path):
     d = _two_classes(tmp_path/'d', n=2)
     with pytest.raises(ValueError, match='`max_distance` must be a number >= 0'): audit_source(d, max_distance=-1)
     with pytest.raises(ValueError, match='`max_aspect` must be a number >= 1'): audit_source(d, max_aspect=0)
     with pytest.raises(TypeError, match='`source` must be a path'): audit_source(42)
-    with pytest.raises(TypeError, match='`skip_bad` must be True or False'): audit_source(d).usable_source(skip_bad='no')
+    with pytest.raises(TypeError, match='`skip_bad` must be True or False'):
+        audit_source(d).usable_source(skip_bad='no')
 
 def test_dataset_stats_weighs_images_alike_by_default(tmp_path):
-    Image.new('RGB', (900, 900), (0, 255, 0)).save(tmp_path/'big.png'); Image.new('RGB', (30, 30), (255, 0, 0)).save(tmp_path/'small.png')
+    Image.new('RGB', (900, 900), (0, 255, 0)).save(tmp_path/'big.png')
+    Image.new('RGB', (30, 30), (255, 0, 0)).save(tmp_path/'small.png')
     mean, _ = dataset_stats([tmp_path/'big.png', tmp_path/'small.png'])
     np.testing.assert_allclose(mean, (0.5, 0.5, 0.0), atol=1e-6)
     mean, _ = dataset_stats([tmp_path/'big.png', tmp_path/'small.png'], size=None)

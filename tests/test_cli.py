@@ -13,23 +13,29 @@ def _err(capsys, argv):
     return code, out.err
 
 def _bad_weights(p):
-    save_file({k: v.contiguous() for k, v in timm.create_model('resnet18').state_dict().items()}, str(p/'r18.safetensors'))
+    save_file({k: v.contiguous() for k, v in timm.create_model('resnet18').state_dict().items()},
+              str(p/'r18.safetensors'))
     return ['--weights', str(p/'r18.safetensors')]
 
 @pytest.mark.parametrize('setup,msg', [
     (lambda p: [str(p/'nope')], 'does not exist'),
     (lambda p: [str((p/'empty').mkdir() or p/'empty')], 'has no class folders'),
     (lambda p: [str(make_folder(p/'one', {'cat': 3}))], 'Only one class'),
-    (lambda p: [str(make_folder(p/'e', {'cat': 3, 'dog': 3}))] if (p/'e'/'fish').mkdir(parents=True) is None else [], r'class folder\(s\) without images:\n.*fish'),
-    (lambda p: [str(make_colours(p/'c'))] if (p/'c'/'red').mkdir(parents=True) is None and (p/'c'/'red'/'bad.jpg').write_bytes(b'\xff\xd8\xff\xe0junk') else [], 'cannot be used'),
+    (lambda p: [str(make_folder(p/'e', {'cat': 3, 'dog': 3}))] if (p/'e'/'fish').mkdir(parents=True) is None else [],
+     r'class folder\(s\) without images:\n.*fish'),
+    (lambda p: [str(make_colours(p/'c'))] if (p/'c'/'red').mkdir(parents=True) is None and
+               (p/'c'/'red'/'bad.jpg').write_bytes(b'\xff\xd8\xff\xe0junk') else [], 'cannot be used'),
     (lambda p: [str(make_colours(p/'c')), '--arch', 'efficientnet_b99'], "Unknown architecture 'efficientnet_b99'"),
     (lambda p: [str(make_colours(p/'c')), '--arch', 'tf_efficientnet_lite0'] + _bad_weights(p), 'Weights do not fit'),
     (lambda p: [str(make_colours(p/'c')), '--recipe', str(p/'none.json')], 'Recipe file .* does not exist'),
     (lambda p: [str(make_colours(p/'c')), '--epochs', '0', '--freeze-epochs', '0'], 'nothing would be trained'),
     (lambda p: [str(make_colours(p/'c')), '--out', '/proc/recipekit-nope'] + FAST, 'Cannot create a run folder under'),
-    (lambda p: [str(make_folder(p/'t', {'a': 2, 'b': 2}, split='train'))], r"has split folders \['train'\] but not both"),
+    (lambda p: [str(make_folder(p/'t', {'a': 2, 'b': 2}, split='train'))],
+     r"has split folders \['train'\] but not both"),
     (lambda p: [str((p/'z.csv').write_text('') or p/'z.csv')], 'cannot be read as a table'),
-    (lambda p: [str(make_colours(p/'c')), '--weights', str((p/'g.pth').write_bytes(bytes(range(256))*20) and p/'g.pth')] + FAST, 'could not be read as a state dict'),
+    (lambda p: [str(make_colours(p/'c')), '--weights',
+                str((p/'g.pth').write_bytes(bytes(range(256))*20) and p/'g.pth')] + FAST,
+     'could not be read as a state dict'),
 ])
 def test_bad_input_one_message_exit_2(tmp_path, capsys, monkeypatch, setup, msg):
     monkeypatch.chdir(tmp_path)
@@ -59,7 +65,8 @@ def test_recipe_file_round_trip(tmp_path, capsys, monkeypatch):
     data = make_colours(tmp_path/'colours', n=6)
     assert main(['train', str(data), '--out', 'a'] + FAST) == 0
     first = next((tmp_path/'a').iterdir())
-    assert main(['train', str(data), '--out', 'b', '--recipe', str(first/'recipe.json')]) == 0  # a run's own recipe.json
+    assert main(['train', str(data), '--out', 'b',
+                 '--recipe', str(first/'recipe.json')]) == 0  # a run's own recipe.json
     second = next((tmp_path/'b').iterdir())
     a, b = (json.loads((d/'recipe.json').read_text())['recipe'] for d in (first, second))
     assert b['reasons'] == [f"loaded from {first/'recipe.json'}"]
@@ -100,14 +107,16 @@ def test_hymenoptera_with_defaults_reaches_95(tmp_path, capsys, monkeypatch):
     assert info['n_train'] == 245 and info['n_valid'] == 153
     assert info['accuracy'] >= 0.95, info['accuracy']
     m = pd.read_csv(run/'metrics.csv')
-    assert len(m) == info['recipe']['freeze_epochs'] + info['recipe']['epochs']  # time is measured by the benchmark, not here
+    # time is measured by the benchmark, not here
+    assert len(m) == info['recipe']['freeze_epochs'] + info['recipe']['epochs']
 
 def test_train_audits_first_and_keeps_the_table(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = make_colours(tmp_path/'colours', n=6)
     (data/'red'/'zero.png').write_bytes(b'')
     code, err = _err(capsys, ['train', str(data)] + FAST)
-    assert code == 2 and '1 of 13 image files cannot be used' in err and 'zero.png: the file is empty' in err and '--skip-bad' in err
+    assert (code == 2 and '1 of 13 image files cannot be used' in err and 'zero.png: the file is empty' in err and
+            '--skip-bad' in err)
     assert main(['train', str(data), '--skip-bad'] + FAST) == 0
     out = capsys.readouterr().out
     assert 'audit: 13 files, 1 problems; skipped 1 unusable files' in out

@@ -1,7 +1,8 @@
 import numpy as np, pandas as pd, pytest
 from pathlib import Path
 from recipekit.images import RGBImageBlock
-from recipekit.data import GroupSplitter, StratifiedSplitter, keep_groups_together, class_weights, class_counts, read_source, image_dataloaders, split_source, digits_folder
+from recipekit.data import (GroupSplitter, StratifiedSplitter, keep_groups_together, class_weights, class_counts,
+                            read_source, image_dataloaders, split_source, digits_folder)
 from conftest import make_folder, shared_data
 
 def test_split_folders_with_val(tmp_path):
@@ -33,7 +34,8 @@ def test_csv_with_and_without_is_valid(tmp_path):
     (lambda p: p/'missing', 'does not exist'),
     (lambda p: (p/'empty').mkdir() or p/'empty', 'has no class folders'),
     (lambda p: make_folder(p/'one', {'cat': 3}), "Only one class"),
-    (lambda p: make_folder(p/'e', {'cat': 3, 'dog': 2}) and ((p/'e'/'bird').mkdir() or p/'e'), "Class folder .*bird.* has no images"),
+    (lambda p: make_folder(p/'e', {'cat': 3, 'dog': 2}) and ((p/'e'/'bird').mkdir() or p/'e'),
+     "Class folder .*bird.* has no images"),
     (lambda p: (p/'f.txt').write_text('x') and p/'f.txt', 'is a file but not a CSV'),
 ])
 def test_bad_sources(tmp_path, setup, msg):
@@ -41,7 +43,8 @@ def test_bad_sources(tmp_path, setup, msg):
 
 def test_flat_folder_of_images_gets_a_hint(tmp_path):
     make_folder(tmp_path, {'': 3})
-    with pytest.raises(ValueError, match='holds 3 images directly: move them into one subfolder per class'): read_source(tmp_path)
+    with pytest.raises(ValueError, match='holds 3 images directly: move them into one subfolder per class'):
+        read_source(tmp_path)
 
 def test_class_only_in_validation(tmp_path):
     make_folder(tmp_path, {'a': 3, 'b': 2}, split='train'); make_folder(tmp_path, {'a': 1, 'c': 2}, split='valid')
@@ -66,7 +69,8 @@ def test_single_image_class_cannot_be_split(tmp_path):
     make_folder(tmp_path, {'a': 5, 'b': 1})
     with pytest.raises(ValueError, match="Class 'b' has a single image"): image_dataloaders(tmp_path, size=16)
 
-@pytest.mark.parametrize('kw,msg', [(dict(size=4), '`size` must be an int'), (dict(bs=0), '`bs` must be a positive int'),
+@pytest.mark.parametrize('kw,msg', [(dict(size=4), '`size` must be an int'),
+                                    (dict(bs=0), '`bs` must be a positive int'),
                                     (dict(valid_pct=1.5), '`valid_pct` must be a number between 0 and 1')])
 def test_bad_arguments(tmp_path, kw, msg):
     make_folder(tmp_path, {'a': 5, 'b': 5})
@@ -90,15 +94,20 @@ def test_csv_empty_label_and_is_valid_values(tmp_path):
     make_folder(tmp_path/'img', {'a': 2, 'b': 2})
     paths = [f'img/{c}/{c}{i}.png' for c in 'ab' for i in range(2)]
     pd.DataFrame({'path': paths, 'label': ['a', None, 'b', 'b']}).to_csv(tmp_path/'e.csv', index=False)
-    with pytest.raises(ValueError, match=r"1 rows .* have an empty `path` or `label`, first: line 3"): read_source(tmp_path/'e.csv')
-    pd.DataFrame({'path': paths, 'label': list('aabb'), 'is_valid': ['no', 'yes', 'No', 'YES']}).to_csv(tmp_path/'y.csv', index=False)
+    with pytest.raises(ValueError, match=r"1 rows .* have an empty `path` or `label`, first: line 3"):
+        read_source(tmp_path/'e.csv')
+    pd.DataFrame({'path': paths, 'label': list('aabb'),
+                  'is_valid': ['no', 'yes', 'No', 'YES']}).to_csv(tmp_path/'y.csv', index=False)
     assert read_source(tmp_path/'y.csv').df.is_valid.tolist() == [False, True, False, True]
-    pd.DataFrame({'path': paths, 'label': list('aabb'), 'is_valid': ['no', 'maybe', 'no', 'yes']}).to_csv(tmp_path/'m.csv', index=False)
-    with pytest.raises(ValueError, match=r"`is_valid` .* must hold True/False .* got \['maybe'\]"): read_source(tmp_path/'m.csv')
+    pd.DataFrame({'path': paths, 'label': list('aabb'),
+                  'is_valid': ['no', 'maybe', 'no', 'yes']}).to_csv(tmp_path/'m.csv', index=False)
+    with pytest.raises(ValueError, match=r"`is_valid` .* must hold True/False .* got \['maybe'\]"):
+        read_source(tmp_path/'m.csv')
 
 def test_bs_capped_with_warning(tmp_path):
     make_folder(tmp_path, {'a': 5, 'b': 5})
-    with pytest.warns(UserWarning, match='`bs`=32 is larger than the 8 training images'): dls = image_dataloaders(tmp_path, size=16, bs=32)
+    with pytest.warns(UserWarning, match='`bs`=32 is larger than the 8 training images'):
+        dls = image_dataloaders(tmp_path, size=16, bs=32)
     assert dls.train.bs == 8 and len(dls.train) == 1
 
 def test_seed_controls_the_shuffle(tmp_path):
@@ -114,7 +123,8 @@ def test_seed_controls_the_shuffle(tmp_path):
 def test_skip_bad_trains_without_them_and_says_how_many(tmp_path):
     make_folder(tmp_path, {'a': 4, 'b': 4})
     (tmp_path/'a'/'zero.png').write_bytes(b''); (tmp_path/'b'/'text.jpg').write_text('no')
-    with pytest.warns(UserWarning, match='Skipped 2 unusable image files'): dls = image_dataloaders(tmp_path, size=16, bs=2, skip_bad=True)
+    with pytest.warns(UserWarning, match='Skipped 2 unusable image files'):
+        dls = image_dataloaders(tmp_path, size=16, bs=2, skip_bad=True)
     assert len(dls.train_ds) + len(dls.valid_ds) == 8
     assert (tmp_path/'a'/'zero.png').exists()
 
@@ -122,8 +132,10 @@ def test_skip_bad_csv_rows_of_missing_files(tmp_path):
     make_folder(tmp_path, {'a': 4, 'b': 4})
     rows = [(f'{c}/{c}{i}.png', c) for c in 'ab' for i in range(4)] + [('a/gone.png', 'a')]
     pd.DataFrame(rows, columns=['path', 'label']).to_csv(tmp_path/'l.csv', index=False)
-    with pytest.raises(ValueError, match='1 of 9 CSV rows point at missing files'): image_dataloaders(tmp_path/'l.csv', size=16, bs=2)
-    with pytest.warns(UserWarning, match='1 CSV rows of missing files'): dls = image_dataloaders(tmp_path/'l.csv', size=16, bs=2, skip_bad=True)
+    with pytest.raises(ValueError, match='1 of 9 CSV rows point at missing files'):
+        image_dataloaders(tmp_path/'l.csv', size=16, bs=2)
+    with pytest.warns(UserWarning, match='1 CSV rows of missing files'):
+        dls = image_dataloaders(tmp_path/'l.csv', size=16, bs=2, skip_bad=True)
     assert len(dls.train_ds) + len(dls.valid_ds) == 8
 
 @pytest.mark.parametrize('seed', range(5))
@@ -152,7 +164,8 @@ def test_stratified_splitter_keeps_each_class_share():
     items = pd.DataFrame({'label': ['a']*50 + ['b']*30 + ['c']*20})
     tr, va = StratifiedSplitter(0.2, seed=3)(items)
     assert items.label[va].value_counts().to_dict() == {'a': 10, 'b': 6, 'c': 4}
-    assert StratifiedSplitter(0.2, seed=3, get_y=lambda r: r['label'])(items) == (tr, va)  # a function of one row works too
+    # a function of one row works too
+    assert StratifiedSplitter(0.2, seed=3, get_y=lambda r: r['label'])(items) == (tr, va)
     with pytest.raises(ValueError, match='single image'): StratifiedSplitter()(pd.DataFrame({'label': list('aab')}))
     with pytest.raises(TypeError, match='needs the items in a DataFrame'): StratifiedSplitter()(['x', 'y'])
 
@@ -189,7 +202,8 @@ def test_class_weights_bad_input():
     np.testing.assert_allclose(class_weights({'a': 2, 'b': 2}), [1, 1])
 
 def test_balanced_sampler_gives_each_class_a_third(tmp_path):
-    make_folder(tmp_path/'train', {'a': 90, 'b': 9, 'c': 1}, size=(8, 8)); make_folder(tmp_path/'valid', {'a': 3, 'b': 3, 'c': 3}, size=(8, 8))
+    make_folder(tmp_path/'train', {'a': 90, 'b': 9, 'c': 1}, size=(8, 8))
+    make_folder(tmp_path/'valid', {'a': 3, 'b': 3, 'c': 3}, size=(8, 8))
     dls = image_dataloaders(tmp_path, size=8, bs=10, sampling='inverse', check=False)
     assert class_counts(dls).tolist() == [90, 9, 1]
     vocab = list(dls.vocab); labels = np.array([vocab.index(l) for l in dls.train.items.label])
@@ -199,24 +213,29 @@ def test_balanced_sampler_gives_each_class_a_third(tmp_path):
     assert np.abs(shares - 1/3).max() <= 0.03, shares
     assert dls.valid.get_idxs() == list(range(9))  # validation is never resampled
     ys = [int(y) for _, y in dls.train_ds]; assert len(ys) == 100
-    with pytest.raises(ValueError, match='has 99 weights but there are 100 training images'): image_dataloaders(tmp_path, size=8, bs=10, sampling=np.ones(99), check=False)
+    with pytest.raises(ValueError, match='has 99 weights but there are 100 training images'):
+        image_dataloaders(tmp_path, size=8, bs=10, sampling=np.ones(99), check=False)
 
 def test_sampler_is_seeded(tmp_path):
     make_folder(tmp_path, {'a': 20, 'b': 4}, size=(8, 8))
-    a, b = [image_dataloaders(tmp_path, size=8, bs=4, sampling='sqrt', check=False, seed=1).train.get_idxs() for _ in range(2)]
+    a, b = [image_dataloaders(tmp_path, size=8, bs=4, sampling='sqrt', check=False, seed=1).train.get_idxs()
+            for _ in range(2)]
     assert a == b
 
 def test_noisy_label_column_keeps_the_others():
     csv = shared_data('imagenette-160')/'noisy_imagenette.csv'
     src = read_source(csv, label_col='noisy_labels_25')
-    assert list(src.df.columns) == ['path', 'label', 'is_valid', 'noisy_labels_0', 'noisy_labels_1', 'noisy_labels_5', 'noisy_labels_25', 'noisy_labels_50']
+    assert list(src.df.columns) == ['path', 'label', 'is_valid', 'noisy_labels_0', 'noisy_labels_1', 'noisy_labels_5',
+                                    'noisy_labels_25', 'noisy_labels_50']
     tr, va = src.df[~src.df.is_valid], src.df[src.df.is_valid]
     assert (len(tr), len(va)) == (9469, 3925)
-    assert 0.2 < (tr.label != tr.noisy_labels_0).mean() < 0.3 and (va.label == va.noisy_labels_0).all()  # validation labels are clean
+    assert (0.2 < (tr.label != tr.noisy_labels_0).mean() < 0.3 and
+            (va.label == va.noisy_labels_0).all())  # validation labels are clean
     small = src.df.groupby('is_valid').head(40).reset_index(drop=True)
     from recipekit.data import ImageSource
     dls = image_dataloaders(ImageSource(small, 'csv', csv), size=32, bs=8, check=False)
-    assert 'noisy_labels_0' in dls.train.items.columns and (dls.train.items.label == dls.train.items.noisy_labels_25).all()
+    assert ('noisy_labels_0' in dls.train.items.columns and
+            (dls.train.items.label == dls.train.items.noisy_labels_25).all())
 
 def test_csv_label_column_called_label_is_kept(tmp_path):
     make_folder(tmp_path, {'a': 2, 'b': 2})
@@ -227,14 +246,18 @@ def test_csv_label_column_called_label_is_kept(tmp_path):
 
 def test_unknown_keyword_is_an_error_with_a_hint(tmp_path):
     make_folder(tmp_path, {'a': 4, 'b': 4})
-    with pytest.raises(TypeError, match=r"unknown argument\(s\) 'valid_pc' \(did you mean 'valid_pct'\?\)"): image_dataloaders(tmp_path, valid_pc=0.5)
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) 'valid_pc' \(did you mean 'valid_pct'\?\)"):
+        image_dataloaders(tmp_path, valid_pc=0.5)
 
 @pytest.mark.parametrize('kw,msg', [(dict(sampling=[1., float('nan')]*4), 'finite and non-negative'),
                                     (dict(sampling='INVERSE'), '`sampling` must be one of'),
                                     (dict(sampling={'a': 1}), 'a sequence of numbers'),
-                                    (dict(crop_pct=0), '`crop_pct` must be in'), (dict(min_scale=2), '`min_scale` must be in'),
-                                    (dict(seed='x'), '`seed` must be an int'), (dict(valid_pct='0.2'), 'a number between 0 and 1')])
+                                    (dict(crop_pct=0), '`crop_pct` must be in'),
+                                    (dict(min_scale=2), '`min_scale` must be in'),
+                                    (dict(seed='x'), '`seed` must be an int'),
+                                    (dict(valid_pct='0.2'), 'a number between 0 and 1')])
 def test_more_bad_arguments(tmp_path, kw, msg):
     make_folder(tmp_path, {'a': 5, 'b': 5})
-    with pytest.raises((ValueError, TypeError), match=msg): image_dataloaders(tmp_path, size=8, bs=2, check=False, valid_pct=kw.pop('valid_pct', 0.2), **kw)
+    with pytest.raises((ValueError, TypeError), match=msg):
+        image_dataloaders(tmp_path, size=8, bs=2, check=False, valid_pct=kw.pop('valid_pct', 0.2), **kw)
     with pytest.raises(ValueError, match='finite'): class_weights([10, float('nan')])

@@ -57,10 +57,12 @@ def test_reduced_scale_decoding(tmp_path):
 @pytest.mark.parametrize('content,reason', [(b'', 'not an image'), (b'hello', 'not an image')])
 def test_unreadable(tmp_path, content, reason):
     (tmp_path/'x.jpg').write_bytes(content)
-    with pytest.raises(ValueError, match=f"Cannot use image file .*x.jpg.*{reason}.*Replace or delete it"): open_rgb(tmp_path/'x.jpg')
+    with pytest.raises(ValueError, match=f"Cannot use image file .*x.jpg.*{reason}.*Replace or delete it"):
+        open_rgb(tmp_path/'x.jpg')
 
 def test_truncated_jpeg(tmp_path):
-    fn = _save(tmp_path, Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)), 'a.jpg')
+    fn = _save(tmp_path, Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)),
+               'a.jpg')
     data = fn.read_bytes(); (tmp_path/'cut.jpg').write_bytes(data[:len(data)//2])
     with pytest.raises(ValueError, match='truncated or corrupt'): open_rgb(tmp_path/'cut.jpg')
     from PIL import ImageFile
@@ -76,7 +78,8 @@ def test_block_opens_through_open_rgb(tmp_path):
 
 def test_reduced_scale_decode_matches_full_decode_on_a_real_photo():
     from conftest import shared_data
-    fn = shared_data('hymenoptera')/'val'/'ants'/'ants-devouring-remains-of-large-dead-insect-on-red-tile-in-Stellenbosch-South-Africa-closeup-1-DHD.jpg'
+    fn = (shared_data('hymenoptera')/'val'/'ants'/
+          'ants-devouring-remains-of-large-dead-insect-on-red-tile-in-Stellenbosch-South-Africa-closeup-1-DHD.jpg')
     fast_im = open_rgb(fn, size=120)
     assert fast_im.size == (324, 243)  # 2592x1944 decoded at 1/8
     full = np.asarray(open_rgb(fn).resize((160, 120), Image.BICUBIC), np.float32)

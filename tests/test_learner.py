@@ -12,8 +12,9 @@ TINY = Recipe(size=32, bs=4, freeze_epochs=1, epochs=1, arch='tf_efficientnet_li
 @pytest.fixture
 def dls(tmp_path): return image_dataloaders(make_colours(tmp_path), size=32, bs=4)
 
-@pytest.mark.parametrize('arch,coarse,n', [('resnet18', True, 6), ('resnet18', False, 10), ('tf_efficientnet_lite0', True, 9),
-                                           ('vit_tiny_patch16_224', True, 14), ('convnext_atto', True, 6), ('convnext_atto', False, 14)])
+@pytest.mark.parametrize('arch,coarse,n', [('resnet18', True, 6), ('resnet18', False, 10),
+                                           ('tf_efficientnet_lite0', True, 9), ('vit_tiny_patch16_224', True, 14),
+                                           ('convnext_atto', True, 6), ('convnext_atto', False, 14)])
 def test_groups_from_group_matcher(arch, coarse, n):
     m = timm.create_model(arch, num_classes=3)
     g = timm_groups(m, coarse)
@@ -33,10 +34,12 @@ def test_three_line_workflow_and_init_loss(dls):
     assert len(learn.recorder.values) == 1
 
 def test_normalize_uses_backbone_stats_and_warns_on_override(tmp_path):
-    dls = image_dataloaders(make_colours(tmp_path), size=32, bs=4, batch_tfms=[Normalize.from_stats((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    dls = image_dataloaders(make_colours(tmp_path), size=32, bs=4,
+                            batch_tfms=[Normalize.from_stats((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
     with pytest.warns(UserWarning, match='expect mean=\\[0.5, 0.5, 0.5\\]'): recipe_learner(dls, recipe=TINY)
     norms = [t for t in dls.train.after_batch.fs if isinstance(t, Normalize)]
-    assert len(norms) == 1 and norms[0].mean.flatten().tolist() == [0.5]*3 and norms[0].std.flatten().tolist() == [0.5]*3
+    assert (len(norms) == 1 and norms[0].mean.flatten().tolist() == [0.5]*3 and
+            norms[0].std.flatten().tolist() == [0.5]*3)
 
 def test_frozen_norm_stats_bit_identical_after_unfrozen_fit(dls):
     learn = recipe_learner(dls, recipe=TINY)
@@ -96,14 +99,16 @@ def test_autocast_closed_after_cancel(dls):
     assert not torch.is_autocast_enabled('cpu')
 
 def test_bad_arguments(dls):
-    with pytest.raises(TypeError, match='`recipe` must be a recipekit Recipe'): recipe_learner(dls, recipe={'arch': 'x'})
+    with pytest.raises(TypeError, match='`recipe` must be a recipekit Recipe'):
+        recipe_learner(dls, recipe={'arch': 'x'})
     with pytest.raises(ValueError, match='Unknown architecture'): recipe_learner(dls, 'resnet_18')
     with pytest.raises(ValueError, match='No pretrained weights'): recipe_learner(dls, 'vit_huge_patch14_224')
 
 def test_optimizer_keeps_frozen_groups_when_recreated(dls):
     learn = recipe_learner(dls, recipe=TINY)
     learn.freeze()
-    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, reset_opt=True)  # optimizer rebuilt while the body is frozen
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-3, reset_opt=True)  # optimizer rebuilt while the body is frozen
     learn.unfreeze()
     in_opt = {id(o[0]) for o in learn.opt.all_params()}
     norm = {id(p) for m in learn.model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
@@ -120,9 +125,11 @@ def test_random_init_normalizes_with_dataset_stats(tmp_path):
     from recipekit.audit import dataset_stats
     data = make_colours(tmp_path)
     dls = image_dataloaders(data, size=32, bs=4)
-    learn = recipe_learner(dls, 'tf_efficientnet_lite0', pretrained=False, recipe=Recipe(size=32, freeze_epochs=0, epochs=1))
+    learn = recipe_learner(dls, 'tf_efficientnet_lite0', pretrained=False,
+                           recipe=Recipe(size=32, freeze_epochs=0, epochs=1))
     expected = dataset_stats(list(dls.train.items.path), size=64)
-    np.testing.assert_allclose(learn.recipe.mean, expected[0]); np.testing.assert_allclose(learn.recipe.std, expected[1])
+    np.testing.assert_allclose(learn.recipe.mean, expected[0])
+    np.testing.assert_allclose(learn.recipe.std, expected[1])
     norm = [t for t in dls.train.after_batch.fs if isinstance(t, Normalize)]
     assert len(norm) == 1 and np.allclose(norm[0].mean.flatten().tolist(), expected[0])
 
@@ -139,17 +146,20 @@ def test_class_weighted_loss_through_recipe_learner(tmp_path):
     from recipekit.data import class_weights, class_counts
     dls = image_dataloaders(make_colours(tmp_path), size=32, bs=4)
     w = torch.tensor(class_weights(class_counts(dls)), dtype=torch.float32)
-    learn = recipe_learner(dls, 'tf_efficientnet_lite0', recipe=Recipe(size=32), loss_func=CrossEntropyLossFlat(weight=w))
+    learn = recipe_learner(dls, 'tf_efficientnet_lite0', recipe=Recipe(size=32),
+                           loss_func=CrossEntropyLossFlat(weight=w))
     assert torch.equal(learn.loss_func.func.weight, w)
     xb, yb = dls.one_batch()
-    assert abs(learn.loss_func(learn.model.eval()(xb), yb).item() - math.log(2)) < 1e-5  # zero head: ln 2 whatever the weights
+    # zero head: ln 2 whatever the weights
+    assert abs(learn.loss_func(learn.model.eval()(xb), yb).item() - math.log(2)) < 1e-5
 
 def test_shared_dataloaders_between_learners(tmp_path):
     dls = image_dataloaders(make_colours(tmp_path), size=32, bs=4)
     recipe_learner(dls, 'tf_efficientnet_lite0', recipe=Recipe(size=32))  # 0.5 / 0.5
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
-        scratch = recipe_learner(dls, 'tf_efficientnet_lite0', pretrained=False, recipe=Recipe(size=32, freeze_epochs=0, epochs=1))
+        scratch = recipe_learner(dls, 'tf_efficientnet_lite0', pretrained=False,
+                                 recipe=Recipe(size=32, freeze_epochs=0, epochs=1))
     assert scratch.recipe.mean != [0.5]*3  # the data's own statistics, not the earlier learner's
     msgs = [str(x.message) for x in w]
     assert any('for an earlier learner' in m for m in msgs) and not any('remove your Normalize' in m for m in msgs)

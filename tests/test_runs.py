@@ -16,7 +16,8 @@ def test_run_folder_contract(tmp_path):
     res = save_run(learn, run, elog.rows, k=3)
     assert matplotlib.get_backend() == backend  # plots are saved without touching the user's backend
     names = {p.name for p in run.iterdir()}
-    assert names == {'model.safetensors', 'recipe.json', 'metrics.csv', 'loss.png', 'confusion.png', 'top_losses.png', 'top_losses.csv'}
+    assert names == {'model.safetensors', 'recipe.json', 'metrics.csv', 'loss.png', 'confusion.png', 'top_losses.png',
+                     'top_losses.csv'}
     m = pd.read_csv(run/'metrics.csv')
     assert list(m.stage) == ['frozen', 'unfrozen'] and list(m.epoch) == [0, 1]
     assert {'train_loss', 'valid_loss', 'accuracy', 'lr', 'seconds'} <= set(m.columns)

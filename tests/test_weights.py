@@ -35,11 +35,14 @@ def test_wrapped_checkpoint_is_unwrapped(tmp_path):
     assert torch.equal(m.conv1.weight, src.conv1.weight)
 
 def test_file_that_does_not_fit(tmp_path):
-    save_file({k: v.contiguous() for k, v in timm.create_model('resnet18').state_dict().items()}, str(tmp_path/'r18.safetensors'))
-    with pytest.raises(ValueError, match='Weights do not fit'): create_backbone('tf_efficientnet_lite0', weights=tmp_path/'r18.safetensors')
+    save_file({k: v.contiguous() for k, v in timm.create_model('resnet18').state_dict().items()},
+              str(tmp_path/'r18.safetensors'))
+    with pytest.raises(ValueError, match='Weights do not fit'):
+        create_backbone('tf_efficientnet_lite0', weights=tmp_path/'r18.safetensors')
 
 def test_sibling_architecture_named(tmp_path):
-    save_file({k: v.contiguous() for k, v in timm.create_model('tf_efficientnet_lite1').state_dict().items()}, str(tmp_path/'l1.safetensors'))
+    save_file({k: v.contiguous() for k, v in timm.create_model('tf_efficientnet_lite1').state_dict().items()},
+              str(tmp_path/'l1.safetensors'))
     with pytest.raises(ValueError, match=r"file keys not in the model: \['blocks.*saved from another architecture"):
         create_backbone('tf_efficientnet_lite0', weights=tmp_path/'l1.safetensors')
 
@@ -54,31 +57,35 @@ def test_pickled_code_is_never_run(tmp_path):
     with pytest.raises(ValueError, match='never unpickles'): create_backbone('resnet18', weights=tmp_path/'evil.pth')
     assert not (tmp_path/'pwned').exists()
 
-@pytest.mark.parametrize('content,msg', [(b'', 'not a torch or safetensors file'), (b'garbage' * 10, 'not a torch or safetensors file')])
+@pytest.mark.parametrize('content,msg', [(b'', 'not a torch or safetensors file'),
+                                         (b'garbage' * 10, 'not a torch or safetensors file')])
 def test_corrupt_files(tmp_path, content, msg):
     (tmp_path/'bad.pth').write_bytes(content)
     with pytest.raises(ValueError, match=msg) as e: load_weights_file(tmp_path/'bad.pth')
     assert 'weights_only=False' not in str(e.value)  # never suggest the unsafe load
     (tmp_path/'bad.safetensors').write_bytes(content)
-    with pytest.raises(ValueError, match='not a readable safetensors file'): load_weights_file(tmp_path/'bad.safetensors')
+    with pytest.raises(ValueError, match='not a readable safetensors file'):
+        load_weights_file(tmp_path/'bad.safetensors')
 
 def test_not_a_state_dict(tmp_path):
     torch.save([1, 2, 3], tmp_path/'list.pth')
     with pytest.raises(ValueError, match='does not hold a state dict'): load_weights_file(tmp_path/'list.pth')
 
 def test_missing_file():
-    with pytest.raises(ValueError, match="does not exist"): create_backbone('resnet18', weights='/no/such/file.safetensors')
+    with pytest.raises(ValueError, match="does not exist"):
+        create_backbone('resnet18', weights='/no/such/file.safetensors')
 
 def test_unknown_arch():
-    with pytest.raises(ValueError, match=r"Unknown architecture 'resnet181'.*Did you mean 'resnet18'"): check_arch('resnet181')
+    with pytest.raises(ValueError, match=r"Unknown architecture 'resnet181'.*Did you mean 'resnet18'"):
+        check_arch('resnet181')
     with pytest.raises(TypeError, match='must be a timm architecture name'): check_arch(18)
 
 def test_no_weights_lists_what_was_tried(monkeypatch, tmp_path):
     monkeypatch.setenv('HF_HUB_CACHE', str(tmp_path/'hf')); monkeypatch.setenv('TORCH_HOME', str(tmp_path/'torch'))
     with pytest.raises(ValueError) as e: create_backbone('resnet18')
     msg = str(e.value)
-    for part in ("No pretrained weights for 'resnet18'", '1. an explicit file', '2. weight package', '3. hub cache: timm/resnet18.a1_in1k',
-                 'pretrained=False'): assert part in msg
+    for part in ("No pretrained weights for 'resnet18'", '1. an explicit file', '2. weight package',
+                 '3. hub cache: timm/resnet18.a1_in1k', 'pretrained=False'): assert part in msg
     assert create_backbone('resnet18', pretrained=False).weights_source is None
 
 def test_hf_hub_cache(monkeypatch, tmp_path):
