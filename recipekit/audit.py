@@ -14,16 +14,15 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
 from .images import open_rgb, inspect_files, duplicate_groups
-from .data import ImageSource, read_source, keep_groups_together, blocking_message
+from .data import ImageSource, read_source, keep_groups_together, blocking_message, label_conflicts
 
 # %% auto #0
-__all__ = ['FILE_PROBLEMS', 'CLASS_PROBLEMS', 'LEAK_PROBLEMS', 'BLOCKING', 'Audit', 'audit_source', 'dataset_stats']
+__all__ = ['FILE_PROBLEMS', 'CLASS_PROBLEMS', 'LEAK_PROBLEMS', 'Audit', 'audit_source', 'dataset_stats']
 
 # %% ../nbs/03_audit.ipynb #f82cc903
 FILE_PROBLEMS = ('missing-file', 'empty-file', 'not-an-image', 'too-large', 'truncated', 'corrupt')
 CLASS_PROBLEMS = ('empty-class', 'valid-only-class')
 LEAK_PROBLEMS = ('duplicate', 'near-duplicate', 'group-across-split')
-BLOCKING = ('label-conflict',) # besides files and classes, these stop training too
 
 @dataclass
 class Audit:
@@ -94,21 +93,22 @@ def _usable_source(self:Audit, skip_bad:bool=False, dedupe:bool=False) -> ImageS
     "The items to train on under the policy above, raising a `ValueError` that lists what stops training"
     for k, v in dict(skip_bad=skip_bad, dedupe=dedupe).items():
         if not isinstance(v, bool): raise TypeError(f"`{k}` must be True or False, got {v!r}.")
+    csv = self.source.layout == 'csv'  # in a folder, a missing file is a broken link: an unusable file, not a CSV row
     bad = self.kinds(*FILE_PROBLEMS)
-    bad = bad[bad.kind != 'missing-file']
-    empty = self.kinds('empty-class')
-    msg = blocking_message(list(zip(bad.path, bad.detail)), len(self.files), list(self.kinds('missing-file').path),
+    rows = bad[bad.kind == 'missing-file'] if csv else bad[:0]
+    bad = bad[bad.kind != 'missing-file'] if csv else bad
+    empty, conf = self.kinds('empty-class'), self.kinds('label-conflict')
+    msg = blocking_message(list(zip(bad.path, bad.detail)), len(self.files) - len(rows), list(rows.path),
                            [d if p is None else p for p, d in zip(empty.path, empty.detail)],
-                           list(self.kinds('valid-only-class').detail), skip_bad)
-    stop = self.kinds(*BLOCKING)
-    if msg or len(stop):
-        raise ValueError('\n'.join([msg or ''] + [f"{r.kind}: {r.detail}" for r in stop.itertuples()]).strip())
+                           list(self.kinds('valid-only-class').detail), skip_bad, list(zip(conf.path, conf.detail)))
+    if msg: raise ValueError(msg)
     n = len(self.source.df)
     usable = self.files.error.isna().values[:n]
     df = self.source.df[usable].copy()
     df['audit_group'] = pd.Series(self.files.group.values[:n][usable], index=df.index).where(lambda g: g >= 0)
-    if dedupe and df.is_valid.notna().all():
-        df['is_valid'] = keep_groups_together(df.is_valid.values, df.audit_group.values)
+    if df.is_valid.notna().all():  # the source's own split: copies and groups across it move only when asked
+        if dedupe: df['is_valid'] = keep_groups_together(df.is_valid.values, df.audit_group.values)
+        return ImageSource(df.reset_index(drop=True), self.source.layout, self.source.root)
     # `audit_group` joins the user's groups and the copies, so a seeded split keeps both together
     return ImageSource(df.reset_index(drop=True), self.source.layout, self.source.root, group_col='audit_group')
 Audit.usable_source = _usable_source
@@ -144,19 +144,18 @@ def audit_source(source, # folder or CSV (see `read_source`), or an `ImageSource
         files[k] = [r[k] for r in info]
     files.loc[len(df):, 'error'] = 'missing-file'
     col = lambda k: [r[k] for r in info]
+    sha = [None if r['error'] else r['sha256'] for r in info]  # unusable files (all empty ones alike) are nobody's copy
     keys = list(df[src.group_col]) + [None]*len(src.missing) if src.group_col else None  # copies join the user's groups
-    files['group'], pairs = duplicate_groups(col('sha256'), col('phash'), col('thumb'), max_distance, max_diff, keys)
+    files['group'], pairs = duplicate_groups(sha, col('phash'), col('thumb'), max_distance, max_diff, keys)
 
     # problems: unusable files, class problems, copies across the split
     probs = [_rows(r.error, r.path, detail=r.reason) for r in files[files.error.notna()].itertuples()]
     probs += [_rows('empty-class', d, detail=f"class {d.name!r} has no images") for d in src.empty_classes]
     usable = files[files.error.isna()]
     for c in sorted(set(files.label.dropna()) - set(usable.label)):
-        probs.append(_rows('empty-class', None, detail=f"every file of class {c!r} is unusable"))
-    same = df.groupby(df.path.map(str)).label.nunique()
-    for path in same.index[same > 1]:
-        probs.append(_rows('label-conflict', path,
-                           detail=f"listed with labels {sorted(df.label[df.path.map(str) == path])}"))
+        folder = Path(files.path[files.label == c].iloc[0]).parent if src.layout != 'csv' else None
+        probs.append(_rows('empty-class', folder, detail=f"every file of class {c!r} is unusable"))
+    probs += [_rows('label-conflict', p, o, d) for p, o, d in label_conflicts(df, sha[:len(df)])]
     if (usable.split != 'unsplit').all():
         only_valid = set(usable.label[usable.split == 'valid']) - set(usable.label[usable.split == 'train'])
         probs += [_rows('valid-only-class', None, detail=c) for c in sorted(only_valid)]
@@ -164,9 +163,7 @@ def audit_source(source, # folder or CSV (see `read_source`), or an `ImageSource
     leaks, copies = {}, {}
     label = files.label.values
     for a, b, kind in pairs:
-        if kind == 'exact' and label[a] != label[b] and str(files.path[a]) != str(files.path[b]):
-            probs.append(_rows('label-conflict', files.path[b], files.path[a],
-                               f"identical to an image labelled {label[a]!r}, but labelled {label[b]!r}"))
+        if kind == 'exact' and label[a] != label[b]: continue  # a label conflict, above
         if {split[a], split[b]} == {'train', 'valid'}:
             v, t = (a, b) if split[a] == 'valid' else (b, a)
             leaks.setdefault(v, (t, kind))
@@ -223,6 +220,8 @@ def dataset_stats(source, # an `ImageSource` (its training images), a folder or 
                                    "Pass a source with training images, or a non-empty list.")
     n, s, ss = 0, np.zeros(3), np.zeros(3)
     with ThreadPoolExecutor(num_workers or min(8, os.cpu_count() or 1)) as ex:
-        for k, a, b in ex.map(lambda p: _image_sums(p, size), paths): n += k; s += a; ss += b
+        for k, a, b in ex.map(lambda p: _image_sums(p, size), paths):
+            if size: k, a, b = 1, a/k, b/k  # every image counts once, whatever its shape
+            n += k; s += a; ss += b
     mean = s/n
     return tuple(mean.tolist()), tuple(np.sqrt(np.maximum(ss/n - mean**2, 0)).tolist())

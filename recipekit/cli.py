@@ -74,17 +74,22 @@ def train(args, log=print) -> dict:
     data = Path(args.data) if args.data else D.digits_folder()
     audit = A.audit_source(data, label_col=args.label_col, group_col=args.group_col)
     src = audit.usable_source(skip_bad=args.skip_bad, dedupe=args.dedupe)
-    n_bad, leaks = len(audit.kinds(*A.FILE_PROBLEMS)), audit.kinds(*A.LEAK_PROBLEMS)
+    n_bad, n_empty = len(audit.kinds(*A.FILE_PROBLEMS)), len(audit.kinds('empty-class'))
+    lost = sorted(set(audit.counts.index) - set(src.df.label))
+    skipped = ', '.join([f"{n_bad} unusable files"]*bool(n_bad) + [f"{n_empty} empty classes"]*bool(n_empty))
     log(f"audit: {len(audit.files)} files, {'no problems' if audit.ok else f'{len(audit.problems)} problems'}" +
-        (f"; skipped {n_bad} unusable files" if n_bad else '') +
+        (f"; skipped {skipped}" if skipped else '') + (f" (classes left out: {', '.join(lost)})" if lost else '') +
         (f"; notes: {', '.join(f'{n} {k}' for k, n in audit.notes.kind.value_counts(sort=False).items())}"
          " (see audit.csv)" if len(audit.notes) else ''))
-    if len(leaks):
+    copies, groups = audit.kinds('duplicate', 'near-duplicate'), audit.kinds('group-across-split')
+    if args.dedupe and len(copies) + len(groups):
         moved = int(audit.source.df.is_valid.sum() - src.df.is_valid.sum())
-        if args.dedupe: log(f"audit: moved {moved} validation images with a copy in training into training")
-        else: log(f"warning: {len(leaks)} validation images have a copy in training (first: {leaks.path.iloc[0]}), "
-                  "so validation accuracy will be optimistic. "
-                  "Pass --dedupe to move them into training; `recipekit check DATA` lists them all.")
+        log(f"audit: moved {moved} validation images with a copy or group in training into training")
+    elif len(copies) + len(groups):
+        what = [f"{len(copies)} validation images have a copy in training (first: {p})" for p in copies.path[:1]]
+        what += [f"{len(groups)} groups are on both sides of the split (first: {d})" for d in groups.detail[:1]]
+        log(f"warning: {'; '.join(what)}, so validation accuracy will be optimistic. "
+            "Pass --dedupe to move them into training; `recipekit check DATA` lists them all.")
     overrides = {k: v for k, v in dict(arch=args.arch, weights=args.weights, size=args.size, epochs=args.epochs,
                                        freeze_epochs=args.freeze_epochs, lr=args.lr, bs=args.bs,
                                        seed=args.seed).items() if v is not None}

@@ -21,9 +21,9 @@ from .images import RGBImageBlock, open_rgb, inspect_files, duplicate_groups
 
 # %% auto #0
 __all__ = ['TRAIN_NAMES', 'VALID_NAMES', 'SPLIT_NAMES', 'WEIGHT_METHODS', 'ImageSource', 'read_source', 'valid_only_classes',
-           'check_classes', 'check_images', 'blocking_message', 'bad_files_message', 'StratifiedSplitter',
-           'GroupSplitter', 'keep_groups_together', 'split_source', 'ResizedCrop', 'class_weights', 'class_counts',
-           'SampledDL', 'image_dataloaders', 'cache_dir', 'digits_folder']
+           'check_classes', 'check_images', 'blocking_message', 'label_conflicts', 'bad_files_message',
+           'StratifiedSplitter', 'GroupSplitter', 'keep_groups_together', 'split_source', 'ResizedCrop',
+           'class_weights', 'class_counts', 'SampledDL', 'image_dataloaders', 'cache_dir', 'digits_folder']
 
 # %% ../nbs/02_data.ipynb #c723ccad
 def _hidden(name:str): return name.startswith('.') or name == '__MACOSX'
@@ -208,6 +208,7 @@ def blocking_message(bad:list, # (path, reason) of unusable image files
                      empty:list=(), # class folders without images
                      valid_only:list=(), # classes with validation images only
                      skip_bad:bool=False, # unusable files, missing rows and empty classes are skipped, not blocking
+                     conflicts:list=(), # (path, detail) of files with two labels
                     ) -> str|None:
     "One error message for everything that stops training, or None when nothing does"
     parts = []
@@ -220,7 +221,21 @@ def blocking_message(bad:list, # (path, reason) of unusable image files
                            "or pass `skip_bad=True` (--skip-bad) to train without them.")
     if valid_only: parts.append(f"Class(es) {list(valid_only)} appear only in validation: "
                                 "add training images for them, or remove them from validation.")
+    if conflicts:
+        parts.append(f"{len(conflicts)} files have two labels:\n" + _listing(f"{p}: {d}" for p, d in conflicts) +
+                     "\nKeep one label per image: fix the CSV rows, or delete the copy in the wrong class.")
     return '\n'.join(parts) or None
+
+def label_conflicts(df:pd.DataFrame, sha:list|None=None) -> list:
+    "(path, other, detail) of each file of `df` listed with two labels, or identical (same `sha`) to one with another"
+    labels = df.groupby(df.path.map(str)).label.unique()
+    out = [(p, None, f"listed with labels {sorted(l)}") for p, l in labels.items() if len(l) > 1]
+    first = {}
+    for p, l, h in zip(df.path, df.label, sha if sha is not None else [None]*len(df)):
+        if h is None: continue
+        q, m = first.setdefault(h, (p, l))
+        if m != l and str(q) != str(p): out.append((p, q, f"identical to {q}, labelled {m!r}, but labelled {l!r}"))
+    return out
 
 def bad_files_message(bad:list, n:int) -> str:
     "The error for unusable files: every (path, reason) in `bad`, out of `n` images, and the two ways out"
@@ -427,6 +442,9 @@ def _sampling_weights(sampling, train_labels, classes) -> np.ndarray:
     if wgts.shape != (len(train_labels),):
         raise ValueError(f"`sampling` has {wgts.size} weights but there are {len(train_labels)} training images. "
                          f"Pass one weight per training image, or a method from {WEIGHT_METHODS}.")
+    if not np.isfinite(wgts).all() or (wgts < 0).any() or wgts.sum() <= 0:
+        raise ValueError("`sampling` weights must be finite and non-negative with a positive sum. "
+                         "Pass sampling weights, not log-weights.")
     return wgts
 
 _DL_ARGS = {'shuffle', 'val_shuffle', 'n', 'path', 'device', 'drop_last', 'val_bs', 'pin_memory', 'timeout',
@@ -476,16 +494,17 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
     # one pass over the files: unusable ones, and groups of copies for a split made here
     info = inspect_files(src.df.path) if check else []
     bad = [(p, r['reason']) for p, r in zip(src.df.path, info) if r['error']]
+    sha = [None if r['error'] else r['sha256'] for r in info] if info else None
+    conflicts = [(p, d) for p, _, d in label_conflicts(src.df, sha)]
     kept = src.df.path[~src.df.path.isin({p for p, _ in bad})]
     lost = sorted(set(src.df.label) - set(src.df.label[src.df.path.isin(kept)]))
     usable = src.df[src.df.path.isin(kept)]
     valid_only = valid_only_classes(ImageSource(usable, src.layout, src.root)) if len(usable) else []
-    msg = blocking_message(bad, len(src.df), src.missing, src.empty_classes, valid_only, skip_bad)
+    msg = blocking_message(bad, len(src.df), src.missing, src.empty_classes, valid_only, skip_bad, conflicts)
     if msg: raise ValueError(msg)
     if info and not src.df.is_valid.notna().all():
         keys = src.df[src.group_col] if src.group_col else None
-        g, _ = duplicate_groups([r['sha256'] for r in info], [r['phash'] for r in info], [r['thumb'] for r in info],
-                                keys=keys)
+        g, _ = duplicate_groups(sha, [r['phash'] for r in info], [r['thumb'] for r in info], keys=keys)
         src = ImageSource(src.df.assign(copy_group=pd.Series(g).where(g >= 0).values), src.layout, src.root,
                           src.missing, src.empty_classes, group_col='copy_group')
     if bad: src = _without(src, {p for p, _ in bad})
@@ -503,6 +522,17 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
     if n_train == 0:
         raise ValueError(f"No training images in {str(src.root)!r}: every item is in validation. "
                          "Mark some rows `is_valid=False`.")
+    if not df.is_valid.any():
+        raise ValueError(f"No validation images in {str(src.root)!r}, so no accuracy could be measured. "
+                         "Mark some rows `is_valid=True`; if `dedupe` moved them all into training, "
+                         "every one had a copy or group there.")
+    if src.group_col and src.df.is_valid.notna().all():
+        g = df[src.group_col]
+        both = df[g.notna()].groupby(g.dropna().map(str).values).is_valid.nunique()
+        if (both > 1).any():
+            warnings.warn(f"{int((both > 1).sum())} groups of `{src.group_col}` have images in training and validation "
+                          f"(first: {both.index[both > 1][0]!r}), so validation accuracy will be optimistic. Fix the "
+                          "split, or use `audit_source(...).usable_source(dedupe=True)` to move them into training.")
     if bs > n_train:
         warnings.warn(f"`bs`={bs} is larger than the {n_train} training images, so no full batch would be trained. "
                       f"Using bs={n_train}.")

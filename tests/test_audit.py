@@ -199,7 +199,9 @@ def test_label_conflicts_are_problems(tmp_path):
     shutil.copyfile(d/'a'/'a0.jpg', d/'b'/'same_as_a0.jpg')
     a = audit_source(d)
     assert a.table()[['kind', 'path', 'other']].values.tolist() == [['label-conflict', 'b/same_as_a0.jpg', 'a/a0.jpg']]
-    with pytest.raises(ValueError, match='label-conflict: identical to an image labelled'): a.usable_source()
+    msg = r"1 files have two labels:\n.*same_as_a0.jpg: identical to .*a0.jpg, labelled 'a'"
+    with pytest.raises(ValueError, match=msg):
+        a.usable_source()
     rows = [('a/a1.jpg', 'a'), ('a/a1.jpg', 'b')] + [(f'b/b{i}.jpg', 'b') for i in range(3)]
     pd.DataFrame(rows, columns=['path', 'label']).to_csv(d/'l.csv', index=False)
     c = audit_source(d/'l.csv')
@@ -261,3 +263,48 @@ def test_dataset_stats_weighs_images_alike_by_default(tmp_path):
     np.testing.assert_allclose(mean, (0.5, 0.5, 0.0), atol=1e-6)
     mean, _ = dataset_stats([tmp_path/'big.png', tmp_path/'small.png'], size=None)
     assert mean[1] > 0.99  # by stored pixels the big green image wins
+
+def test_dedupe_that_empties_validation_stops_before_a_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    d = _two_classes(tmp_path/'d', n=4)
+    # image 3 of each class is in validation and shares its patient p0 with image 0
+    rows = [(f'{c}/{c}{i}.jpg', c, i == 3, f'{c}p{i % 3}') for c in 'ab' for i in range(4)]
+    pd.DataFrame(rows, columns=['path', 'label', 'is_valid', 'patient']).to_csv(d/'g.csv', index=False)
+    fast = ['--arch', 'tf_efficientnet_lite0', '--size', '32', '--epochs', '0', '--freeze-epochs', '1', '--bs', '4']
+    assert main(['train', str(d/'g.csv'), '--group-col', 'patient', '--dedupe'] + fast) == 2
+    assert 'No validation images' in capsys.readouterr().err
+    assert not (tmp_path/'runs').exists() or not any((tmp_path/'runs').iterdir())
+    assert main(['train', str(d/'g.csv'), '--group-col', 'patient'] + fast + ['--out', str(tmp_path/'o')]) == 0
+    assert "warning: 2 groups are on both sides of the split (first: patient 'ap0'" in capsys.readouterr().out
+
+def test_image_dataloaders_blocks_label_conflicts(tmp_path):
+    from recipekit.data import image_dataloaders
+    d = _two_classes(tmp_path/'d', n=4)
+    shutil.copyfile(d/'a'/'a0.jpg', d/'b'/'same.jpg')
+    msg = r"1 files have two labels:\n.*same.jpg: identical to .*a0.jpg, labelled 'a', but labelled 'b'"
+    with pytest.raises(ValueError, match=msg):
+        image_dataloaders(d, size=16, bs=2)
+    rows = [('a/a1.jpg', 'a'), ('a/a1.jpg', 'b')] + [(f'{c}/{c}{i}.jpg', c) for c in 'ab' for i in (2, 3)]
+    pd.DataFrame(rows, columns=['path', 'label']).to_csv(d/'l.csv', index=False)
+    with pytest.raises(ValueError, match=r"a1.jpg: listed with labels \['a', 'b'\]"):
+        image_dataloaders(d/'l.csv', size=16, bs=2)
+
+def test_empty_files_are_nobodys_copy(tmp_path):
+    d = _two_classes(tmp_path/'d', n=3)
+    (d/'a'/'e.jpg').write_bytes(b''); (d/'b'/'e.jpg').write_bytes(b'')
+    a = audit_source(d)
+    assert sorted(a.problems.kind) == ['empty-file', 'empty-file'] and len(a.notes) == 0
+
+def test_broken_link_in_a_folder_is_an_unusable_file_not_a_csv_row(tmp_path):
+    d = _two_classes(tmp_path/'d', n=3)
+    (d/'a'/'gone.jpg').symlink_to(tmp_path/'nowhere.jpg')
+    msg = r"1 of 7 image files cannot be used:\n.*gone.jpg: the file does not exist"
+    with pytest.raises(ValueError, match=msg) as e:
+        audit_source(d).usable_source()
+    assert 'CSV' not in str(e.value).split('\n')[0]
+
+def test_dataset_stats_each_image_counts_once_whatever_its_shape(tmp_path):
+    Image.new('RGB', (3000, 60), (0, 255, 0)).save(tmp_path/'wide.png')
+    Image.new('RGB', (100, 80), (0, 0, 255)).save(tmp_path/'b.png')
+    mean, _ = dataset_stats([tmp_path/'wide.png', tmp_path/'b.png'])
+    np.testing.assert_allclose(mean, (0.0, 0.5, 0.5), atol=1e-6)

@@ -135,5 +135,5 @@ def test_train_warns_on_copies_across_the_split_and_dedupe_moves_them(tmp_path, 
     assert 'warning: 1 validation images have a copy in training' in out and '--dedupe' in out
     assert main(['train', str(tmp_path/'d'), '--dedupe'] + FAST) == 0
     out = capsys.readouterr().out
-    assert 'moved 1 validation images with a copy in training into training' in out
+    assert 'moved 1 validation images with a copy or group in training into training' in out
     assert 'train: tf_efficientnet_lite0 at 32px, 9 train / 8 valid images' in out

@@ -120,7 +120,7 @@ def _imagenette_top1(model, items, idx, mean, std, size=224):
                 im = open_rgb(p, size=size); w, h = im.size; s = size/0.875/min(w, h)
                 im = im.resize((max(size, round(w*s)), max(size, round(h*s))), 3); w, h = im.size
                 l, t = (w-size)//2, (h-size)//2
-                xs.append(torch.from_numpy(np.asarray(im.crop((l, t, l+size, t+size)))).permute(2, 0, 1).float()/255)
+                xs.append(torch.from_numpy(np.array(im.crop((l, t, l+size, t+size)))).permute(2, 0, 1).float()/255)
             x = (torch.stack(xs)-mean)/std
             pred = model(x).argmax(1)
             correct += sum(int(p == idx[w]) for p, (_, w) in zip(pred.tolist(), items[i:i+50]))
