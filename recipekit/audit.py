@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
 from .images import open_rgb, inspect_files, duplicate_groups
-from .data import ImageSource, read_source, keep_groups_together, blocking_message, label_conflicts
+from .data import (ImageSource, read_source, keep_groups_together, straddling_groups, blocking_message,
+                            label_conflicts)
 
 # %% auto #0
 __all__ = ['FILE_PROBLEMS', 'CLASS_PROBLEMS', 'LEAK_PROBLEMS', 'Audit', 'audit_source', 'dataset_stats']
@@ -173,9 +174,7 @@ def audit_source(source, # folder or CSV (see `read_source`), or an `ImageSource
         probs.append(_rows('duplicate' if kind == 'exact' else 'near-duplicate', files.path[v], files.path[t],
                            f"validation image that is {what} of a training image"))
     if src.group_col and (files.split != 'unsplit').all():
-        g = df[src.group_col]
-        both = df[g.notna()].groupby(g.dropna().map(str).values).is_valid.nunique()
-        for key in both.index[both > 1]:
+        for key in straddling_groups(df.is_valid, df[src.group_col]):
             probs.append(_rows('group-across-split', None,
                                detail=f"{src.group_col} {key!r} has images in training and validation"))
     problems = pd.DataFrame(probs, columns=['kind', 'path', 'other', 'detail'])

@@ -67,6 +67,11 @@ def check(args, log=print) -> int:
     return 0 if a.ok else 1
 
 # %% ../nbs/70_cli.ipynb #bcaa9925
+def _median_short_side(audit) -> float:
+    "Median short side, in stored pixels, of the usable images the audit measured"
+    f = audit.files[audit.files.error.isna()]
+    return float(f[['width', 'height']].min(axis=1).median()) if len(f) else 224.
+
 def train(args, log=print) -> dict:
     "Run `recipekit train` with parsed `args`; returns the final figures and the run folder"
     t0 = time.time()
@@ -100,7 +105,7 @@ def train(args, log=print) -> dict:
         recipe.reasons = ([f"loaded from {args.recipe}"] +
                           ([f"set by the user: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}"]
                            if overrides else []))
-    else: recipe = R.choose_recipe(n_train, len(src.classes), short_side=_median_short_side(src.df.path), **overrides)
+    else: recipe = R.choose_recipe(n_train, len(src.classes), short_side=_median_short_side(audit), **overrides)
     if recipe.bs > n_train:
         recipe = recipe.replace(bs=max(n_train, 1))
         recipe.reasons.append(f"batch size lowered to the {n_train} training images")
@@ -126,16 +131,6 @@ def train(args, log=print) -> dict:
     log(f"done: accuracy {res['accuracy']*100:.1f}% on {res['n_valid']} validation images in {dt:.0f}s")
     log(f"run folder: {run_dir}  ({', '.join(sorted(p.name for p in run_dir.iterdir()))})")
     return dict(res, run_dir=run_dir, seconds=dt)
-
-def _median_short_side(paths, n:int=64):
-    from PIL import Image
-    sides = []
-    for p in list(paths)[::max(1, len(paths)//n)][:n]:
-        try:
-            with Image.open(p) as im: sides.append(min(im.size))
-        except (OSError, SyntaxError, ValueError):
-            continue  # unusable files are reported by the image check that follows
-    return float(sorted(sides)[len(sides)//2]) if sides else 224.
 
 # %% ../nbs/70_cli.ipynb #1e09d1e6
 def main(argv=None) -> int:

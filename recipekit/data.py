@@ -15,15 +15,16 @@ from fastcore.basics import store_attr
 from fastai.vision.all import (DataBlock, CategoryBlock, IndexSplitter, ColReader, RandTransform, PILImage,
                                image_extensions, Image)
 from fastai.callback.data import WeightedDL
+from timm.loss.class_weights import compute_class_weights
 import torchvision.transforms as T, torchvision.transforms.functional as TF
 from sklearn.model_selection import train_test_split, StratifiedGroupKFold, GroupShuffleSplit
 from .images import RGBImageBlock, open_rgb, inspect_files, duplicate_groups
 
 # %% auto #0
 __all__ = ['TRAIN_NAMES', 'VALID_NAMES', 'SPLIT_NAMES', 'WEIGHT_METHODS', 'ImageSource', 'read_source', 'valid_only_classes',
-           'check_classes', 'check_images', 'blocking_message', 'label_conflicts', 'bad_files_message',
-           'StratifiedSplitter', 'GroupSplitter', 'keep_groups_together', 'split_source', 'ResizedCrop',
-           'class_weights', 'class_counts', 'SampledDL', 'image_dataloaders', 'cache_dir', 'digits_folder']
+           'check_classes', 'blocking_message', 'label_conflicts', 'StratifiedSplitter', 'GroupSplitter',
+           'straddling_groups', 'keep_groups_together', 'split_source', 'ResizedCrop', 'class_weights', 'class_counts',
+           'SampledDL', 'image_dataloaders', 'cache_dir', 'digits_folder']
 
 # %% ../nbs/02_data.ipynb #c723ccad
 def _hidden(name:str): return name.startswith('.') or name == '__MACOSX'
@@ -194,12 +195,6 @@ def check_classes(src:ImageSource, strict:bool=True):
                          "Add training images for them, or remove them from validation.")
 
 # %% ../nbs/02_data.ipynb #219400f9
-def check_images(paths, # image files to decode
-                 num_workers:int|None=None, # decoding threads (default: up to 8, one per CPU)
-                ) -> list:
-    "(path, reason) for every file in `paths` that cannot be used as an image"
-    return [(Path(p), r['reason']) for p, r in zip(paths, inspect_files(paths, num_workers)) if r['error']]
-
 def _listing(items): return '\n'.join(f"  {o}" for o in items)
 
 def blocking_message(bad:list, # (path, reason) of unusable image files
@@ -236,16 +231,6 @@ def label_conflicts(df:pd.DataFrame, sha:list|None=None) -> list:
         q, m = first.setdefault(h, (p, l))
         if m != l and str(q) != str(p): out.append((p, q, f"identical to {q}, labelled {m!r}, but labelled {l!r}"))
     return out
-
-def bad_files_message(bad:list, n:int) -> str:
-    "The error for unusable files: every (path, reason) in `bad`, out of `n` images, and the two ways out"
-    return blocking_message(bad, n)
-
-def _without(src:ImageSource, drop:set) -> ImageSource:
-    "A copy of `src` without the items whose path is in `drop`"
-    keep = ~src.df.path.isin(drop)
-    return ImageSource(src.df[keep].reset_index(drop=True), src.layout, src.root, src.missing, src.empty_classes,
-                       src.group_col)
 
 # %% ../nbs/02_data.ipynb #be182e70
 def _values(items, get) -> np.ndarray:
@@ -324,18 +309,25 @@ class GroupSplitter:
         return sorted(tr.tolist()), sorted(va.tolist())
 
 # %% ../nbs/02_data.ipynb #5cc3fdcc
-def keep_groups_together(is_valid, # boolean validation mask
-                         groups, # group key of each item; missing keys are groups of one
-                        ) -> np.ndarray:
-    "A copy of `is_valid` in which every group found on both sides of the split is moved into training"
-    is_valid, groups = np.asarray(is_valid, bool).copy(), pd.Series(groups)
+def straddling_groups(is_valid, # boolean validation mask
+                      groups, # group key of each item; missing keys are groups of one
+                     ) -> list:
+    "The group keys (as strings) found on both sides of the split `is_valid`"
+    is_valid, groups = np.asarray(is_valid, bool), pd.Series(list(groups), dtype=object)
     if len(groups) != len(is_valid):
         raise ValueError(f"`groups` has {len(groups)} keys but `is_valid` has {len(is_valid)} items. "
                          "Pass one key per item.")
     known = groups.notna().values
-    both = pd.Series(is_valid[known]).groupby(groups[known].values).nunique() > 1
-    is_valid[known & groups.isin(both.index[both]).values] = False
-    return is_valid
+    sides = pd.Series(is_valid[known]).groupby(groups[known].map(str).values).nunique()
+    return list(sides.index[sides > 1])
+
+def keep_groups_together(is_valid, # boolean validation mask
+                         groups, # group key of each item; missing keys are groups of one
+                        ) -> np.ndarray:
+    "A copy of `is_valid` in which every group found on both sides of the split is moved into training"
+    both = set(straddling_groups(is_valid, groups))
+    keys = pd.Series(list(groups), dtype=object)
+    return np.asarray(is_valid, bool) & ~(keys.notna() & keys.map(str).isin(both)).values
 
 # %% ../nbs/02_data.ipynb #d7020a9c
 def split_source(src:ImageSource, valid_pct:float=0.2, seed:int=0) -> np.ndarray:
@@ -381,9 +373,9 @@ WEIGHT_METHODS = ('inverse', 'sqrt', 'effective')
 
 def class_weights(counts, # images per class: a list, array, dict or Series
                   method:str='inverse', # 'inverse', 'sqrt' or 'effective', see the table above
-                  beta:float=0.999, # `effective` only: 0 gives equal weights, closer to 1 gives closer to `inverse`
+                  beta:float=0.999, # `effective` only, in (0, 1): near 0 equal weights, near 1 close to `inverse`
                  ) -> np.ndarray:
-    "Per-class weights from class `counts`, scaled to sum to the number of classes"
+    "Per-class weights from class `counts` (timm's `compute_class_weights`), scaled to sum to the number of classes"
     n = np.asarray(list(counts.values()) if isinstance(counts, dict) else counts, dtype=np.float64)
     if n.ndim != 1 or len(n) == 0:
         raise ValueError(f"`counts` must be a 1-D sequence of images per class, got shape {n.shape}. "
@@ -392,14 +384,12 @@ def class_weights(counts, # images per class: a list, array, dict or Series
     if (n <= 0).any():
         raise ValueError(f"Every class needs at least one training image to get a weight; "
                          f"got counts {n.astype(int).tolist()}. Add images or drop the empty classes.")
-    if method == 'inverse': w = 1/n
-    elif method == 'sqrt': w = 1/np.sqrt(n)
-    elif method == 'effective':
-        if not 0 <= beta < 1:
-            raise ValueError(f"`beta` must be in [0, 1), got {beta}. Typical values are 0.99 to 0.9999.")
-        w = (1-beta)/(1-beta**n)
-    else: raise ValueError(f"`method` must be one of {WEIGHT_METHODS}, got {method!r}.")
-    return w*len(n)/w.sum()
+    if method not in WEIGHT_METHODS: raise ValueError(f"`method` must be one of {WEIGHT_METHODS}, got {method!r}.")
+    if method == 'effective' and not 0 < beta < 1:
+        raise ValueError(f"`beta` must be in (0, 1), got {beta}. Typical values are 0.99 to 0.9999.")
+    timm_method, power = dict(inverse=('inv_freq', 1.), sqrt=('inv_freq', .5), effective=('effective_num', 1.))[method]
+    _, w = compute_class_weights(n, int(n.sum()), timm_method, power=power, beta=beta)  # mean 1, float32
+    return w.double().numpy()
 
 def class_counts(dls) -> pd.Series:
     "Training images per class of `dls`, in the order of `dls.vocab`"
@@ -409,17 +399,24 @@ def class_counts(dls) -> pd.Series:
     return y.value_counts().reindex([str(v) for v in dls.vocab], fill_value=0)
 
 # %% ../nbs/02_data.ipynb #2c468a79
+def _check_weights(wgts, n:int, name:str) -> np.ndarray:
+    "`wgts` as float64 sampling weights for `n` training items, or a `ValueError` naming argument `name`"
+    try: w = np.asarray(wgts, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a sequence of numbers, got {type(wgts).__name__}.") from None
+    if w.shape != (n,):
+        raise ValueError(f"`{name}` has {w.size} weights but there are {n} training images. "
+                         "Pass one weight per training image.")
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"`{name}` weights must be finite and non-negative with a positive sum. "
+                         "Pass sampling weights, not log-weights.")
+    return w
+
 class SampledDL(WeightedDL):
     ("fastai's `WeightedDL`: training batches draw items with replacement in proportion to `wgts`, "
      "here seeded by the loader's `rng`")
     def __init__(self, dataset=None, bs=None, wgts=None, **kwargs):
-        if wgts is not None and dataset is not None and len(wgts) != len(dataset):
-            raise ValueError(f"`wgts` has {len(wgts)} weights but the training set has {len(dataset)} items. "
-                             "Pass one weight per training item.")
-        w = None if wgts is None else np.asarray(wgts, dtype=np.float64)
-        if w is not None and (not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0):
-            raise ValueError("`wgts` must be finite and non-negative with a positive sum. "
-                             "Pass sampling weights, not log-weights.")
+        if wgts is not None and dataset is not None: _check_weights(wgts, len(dataset), 'wgts')
         super().__init__(dataset, bs=bs, wgts=wgts, **kwargs)
     def get_idxs(self):
         if self.n == 0 or not self.shuffle: return super().get_idxs()
@@ -435,17 +432,9 @@ def _sampling_weights(sampling, train_labels, classes) -> np.ndarray:
         counts = pd.Series(train_labels).value_counts().reindex(classes, fill_value=0)
         return pd.Series(class_weights(counts[counts > 0], sampling),
                          index=counts.index[counts > 0])[train_labels].values
-    try: wgts = np.asarray(sampling, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"`sampling` must be a method name {WEIGHT_METHODS} or a sequence of numbers, "
-                        f"got {type(sampling).__name__}.") from None
-    if wgts.shape != (len(train_labels),):
-        raise ValueError(f"`sampling` has {wgts.size} weights but there are {len(train_labels)} training images. "
-                         f"Pass one weight per training image, or a method from {WEIGHT_METHODS}.")
-    if not np.isfinite(wgts).all() or (wgts < 0).any() or wgts.sum() <= 0:
-        raise ValueError("`sampling` weights must be finite and non-negative with a positive sum. "
-                         "Pass sampling weights, not log-weights.")
-    return wgts
+    if isinstance(sampling, dict):
+        raise TypeError("`sampling` must be a method name or a sequence of numbers, not a dict.")
+    return _check_weights(sampling, len(train_labels), 'sampling')
 
 _DL_ARGS = {'shuffle', 'val_shuffle', 'n', 'path', 'device', 'drop_last', 'val_bs', 'pin_memory', 'timeout',
             'persistent_workers', 'pin_memory_device', 'verbose', 'after_item', 'before_batch', 'after_iter',
@@ -496,9 +485,8 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
     bad = [(p, r['reason']) for p, r in zip(src.df.path, info) if r['error']]
     sha = [None if r['error'] else r['sha256'] for r in info] if info else None
     conflicts = [(p, d) for p, _, d in label_conflicts(src.df, sha)]
-    kept = src.df.path[~src.df.path.isin({p for p, _ in bad})]
-    lost = sorted(set(src.df.label) - set(src.df.label[src.df.path.isin(kept)]))
-    usable = src.df[src.df.path.isin(kept)]
+    usable = src.df[~src.df.path.isin({p for p, _ in bad})]
+    lost = sorted(set(src.df.label) - set(usable.label))
     valid_only = valid_only_classes(ImageSource(usable, src.layout, src.root)) if len(usable) else []
     msg = blocking_message(bad, len(src.df), src.missing, src.empty_classes, valid_only, skip_bad, conflicts)
     if msg: raise ValueError(msg)
@@ -507,7 +495,10 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
         g, _ = duplicate_groups(sha, [r['phash'] for r in info], [r['thumb'] for r in info], keys=keys)
         src = ImageSource(src.df.assign(copy_group=pd.Series(g).where(g >= 0).values), src.layout, src.root,
                           src.missing, src.empty_classes, group_col='copy_group')
-    if bad: src = _without(src, {p for p, _ in bad})
+    if bad:
+        keep = ~src.df.path.isin({p for p, _ in bad})
+        src = ImageSource(src.df[keep].reset_index(drop=True), src.layout, src.root, src.missing, src.empty_classes,
+                          src.group_col)
     check_classes(src)
     if bad or src.missing or src.empty_classes:
         warnings.warn(f"Skipped {len(bad)} unusable image files, {len(src.missing)} CSV rows of missing files "
@@ -526,13 +517,11 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
         raise ValueError(f"No validation images in {str(src.root)!r}, so no accuracy could be measured. "
                          "Mark some rows `is_valid=True`; if `dedupe` moved them all into training, "
                          "every one had a copy or group there.")
-    if src.group_col and src.df.is_valid.notna().all():
-        g = df[src.group_col]
-        both = df[g.notna()].groupby(g.dropna().map(str).values).is_valid.nunique()
-        if (both > 1).any():
-            warnings.warn(f"{int((both > 1).sum())} groups of `{src.group_col}` have images in training and validation "
-                          f"(first: {both.index[both > 1][0]!r}), so validation accuracy will be optimistic. Fix the "
-                          "split, or use `audit_source(...).usable_source(dedupe=True)` to move them into training.")
+    both = straddling_groups(df.is_valid, df[src.group_col]) if src.group_col else []
+    if both:
+        warnings.warn(f"{len(both)} groups of `{src.group_col}` have images in training and validation "
+                      f"(first: {both[0]!r}), so validation accuracy will be optimistic. Fix the "
+                      "split, or use `audit_source(...).usable_source(dedupe=True)` to move them into training.")
     if bs > n_train:
         warnings.warn(f"`bs`={bs} is larger than the {n_train} training images, so no full batch would be trained. "
                       f"Using bs={n_train}.")
