@@ -35,7 +35,7 @@ def fastai_arm(arch, size, seed, epochs, freeze_epochs=1):
 def recipekit_arm(seed):
     src = read_source(DATA)
     recipe = choose_recipe((~src.df.is_valid.astype(bool)).sum(), len(src.classes), seed=seed)
-    dls = image_dataloaders(src, size=recipe.size, bs=recipe.bs, seed=seed, min_scale=recipe.min_scale, flip=recipe.flip, crop_pct=recipe.crop_pct)
+    dls = image_dataloaders(src, size=recipe.size, bs=recipe.bs, seed=seed, min_scale=recipe.min_scale, augment=recipe.augment, crop_pct=recipe.crop_pct)
     learn = recipe_learner(dls, recipe=recipe)
     with learn.no_bar(), learn.no_logging(): learn.fit_recipe()
     with learn.no_bar(): return learn.validate()[1], recipe

@@ -112,7 +112,7 @@ def train(args, log=print) -> dict:
     log(f"data: {data} ({src.layout}, {len(src.df)} images, {len(src.classes)} classes)")
     for r in recipe.reasons: log(f"recipe: {r}")
     dls = D.image_dataloaders(src, size=recipe.size, bs=recipe.bs, valid_pct=recipe.valid_pct, seed=recipe.seed,
-                            min_scale=recipe.min_scale, flip=recipe.flip, crop_pct=recipe.crop_pct, check=False)
+                            min_scale=recipe.min_scale, augment=recipe.augment, crop_pct=recipe.crop_pct, check=False)
     learn = L.recipe_learner(dls, recipe=recipe)
     run_dir = U.new_run_dir(src.name, args.out)
     audit.save(run_dir/'audit.csv')

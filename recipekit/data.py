@@ -16,15 +16,15 @@ from fastai.vision.all import (DataBlock, CategoryBlock, IndexSplitter, ColReade
                                image_extensions, Image)
 from fastai.callback.data import WeightedDL
 from timm.loss.class_weights import compute_class_weights
-import torchvision.transforms as T, torchvision.transforms.functional as TF
 from sklearn.model_selection import train_test_split, StratifiedGroupKFold, GroupShuffleSplit
 from .images import RGBImageBlock, open_rgb, inspect_files, duplicate_groups
+from .augment import aug_preset
 
 # %% auto #0
 __all__ = ['TRAIN_NAMES', 'VALID_NAMES', 'SPLIT_NAMES', 'WEIGHT_METHODS', 'ImageSource', 'read_source', 'valid_only_classes',
            'check_classes', 'blocking_message', 'label_conflicts', 'StratifiedSplitter', 'GroupSplitter',
-           'straddling_groups', 'keep_groups_together', 'split_source', 'ResizedCrop', 'class_weights', 'class_counts',
-           'SampledDL', 'image_dataloaders', 'cache_dir', 'digits_folder']
+           'straddling_groups', 'keep_groups_together', 'split_source', 'class_weights', 'class_counts', 'SampledDL',
+           'image_dataloaders', 'cache_dir', 'digits_folder']
 
 # %% ../nbs/02_data.ipynb #c723ccad
 def _hidden(name:str): return name.startswith('.') or name == '__MACOSX'
@@ -339,36 +339,7 @@ def split_source(src:ImageSource, valid_pct:float=0.2, seed:int=0) -> np.ndarray
     else: splitter = StratifiedSplitter(valid_pct, seed)
     return _mask(len(src.df), splitter(src.df)[1])
 
-# %% ../nbs/02_data.ipynb #ef4080f1
-class ResizedCrop(RandTransform):
-    ("Random-resized crop of `size` (and a random horizontal flip) when training; "
-     "on validation, resize the short side to `size/crop_pct` and center-crop (torchvision's maths)")
-    split_idx, order = None, 1
-    def __init__(self,
-                 size:int, # output side in pixels
-                 min_scale:float=0.35, # smallest crop area, as a fraction of the image
-                 ratio=(3/4, 4/3), # range of crop aspect ratios
-                 crop_pct:float=1.0, # validation: fraction of the resized short side kept by the center crop
-                 flip:bool=False, # training: mirror half of the crops left-right
-                ):
-        if not 0 < min_scale <= 1:
-            raise ValueError(f"`min_scale` must be in (0, 1], the smallest crop area as a fraction of the image; "
-                             f"got {min_scale!r}.")
-        if not 0 < crop_pct <= 1:
-            raise ValueError(f"`crop_pct` must be in (0, 1], the share of the short side kept by the center crop; "
-                             f"got {crop_pct!r}.")
-        store_attr(); super().__init__(p=1.)
-    def before_call(self, b, split_idx:int):
-        self.train = split_idx == 0
-        super().before_call(b, split_idx)
-    def encodes(self, x:PILImage):
-        if self.train:
-            i, j, h, w = T.RandomResizedCrop.get_params(x, scale=(self.min_scale, 1.), ratio=self.ratio)
-            x = TF.resized_crop(x, i, j, h, w, [self.size, self.size], TF.InterpolationMode.BICUBIC)
-            return x.transpose(Image.FLIP_LEFT_RIGHT) if self.flip and random.random() < 0.5 else x
-        return TF.center_crop(TF.resize(x, round(self.size/self.crop_pct), TF.InterpolationMode.BICUBIC), self.size)
-
-# %% ../nbs/02_data.ipynb #c2d7c555
+# %% ../nbs/02_data.ipynb #f93319ef
 WEIGHT_METHODS = ('inverse', 'sqrt', 'effective')
 
 def class_weights(counts, # images per class: a list, array, dict or Series
@@ -398,7 +369,7 @@ def class_counts(dls) -> pd.Series:
     else: y = pd.Series([dls.vocab[int(t)] for t in dls.train_ds.tls[-1]]).astype(str)
     return y.value_counts().reindex([str(v) for v in dls.vocab], fill_value=0)
 
-# %% ../nbs/02_data.ipynb #2c468a79
+# %% ../nbs/02_data.ipynb #46a2b66b
 def _check_weights(wgts, n:int, name:str) -> np.ndarray:
     "`wgts` as float64 sampling weights for `n` training items, or a `ValueError` naming argument `name`"
     try: w = np.asarray(wgts, dtype=np.float64)
@@ -422,7 +393,7 @@ class SampledDL(WeightedDL):
         if self.n == 0 or not self.shuffle: return super().get_idxs()
         return np.random.default_rng(self.rng.getrandbits(64)).choice(self.n, self.n, p=self.wgts).tolist()
 
-# %% ../nbs/02_data.ipynb #b7c510f8
+# %% ../nbs/02_data.ipynb #dd4fbafa
 def _sampling_weights(sampling, train_labels, classes) -> np.ndarray:
     "One sampling weight per training item from `sampling`: a `class_weights` method, or the weights themselves"
     if isinstance(sampling, str):
@@ -457,7 +428,7 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
                       valid_pct:float=0.2, # validation share when `source` has no split of its own
                       seed:int=0, # seed of the split and of the data loaders' shuffling
                       min_scale:float=0.35, # smallest random-crop area when training
-                      flip:bool=True, # random horizontal flips when training (on the crop, before batching)
+                      augment='flip', # augmentation preset (see `AUG_PRESETS`): 'none', 'crop', 'flip', 'trivial', 'randaug', 'mix'
                       crop_pct:float=1.0, # validation center crop, see `ResizedCrop`
                       label_col:str='label', # CSV column holding the label
                       group_col:str|None=None, # CSV column of group keys a seeded split never straddles
@@ -466,6 +437,7 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
                       sampling=None, # balanced training batches: a `class_weights` method or a weight per training item
                       num_workers:int|None=None, # DataLoader processes (default: 0, decoding is cheap at reduced scale)
                       cache_mb:float=1024, # MB of decoded images kept in memory (see `DecodeCache`); 0 turns it off
+                      item_tfms=None, # extra item transforms, after the preset's
                       batch_tfms=None, # extra batch transforms; recipekit's learner adds `Normalize`
                       **kwargs # passed to `DataBlock.dataloaders`
                      ):
@@ -474,7 +446,8 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
         raise ValueError(f"`size` must be an int of at least 8 pixels, got {size!r}.")
     if not isinstance(bs, int) or bs < 1: raise ValueError(f"`bs` must be a positive int, got {bs!r}.")
     if not isinstance(seed, int): raise TypeError(f"`seed` must be an int, got {seed!r}.")
-    for k, v in dict(check=check, skip_bad=skip_bad, flip=flip).items():
+    preset = aug_preset(augment)
+    for k, v in dict(check=check, skip_bad=skip_bad).items():
         if not isinstance(v, bool): raise TypeError(f"`{k}` must be True or False, got {v!r}.")
     _check_kwargs(kwargs)
     src = (source if isinstance(source, ImageSource) else
@@ -533,15 +506,15 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
     dblock = DataBlock(blocks=(RGBImageBlock(size=size, cache_mb=cache_mb), CategoryBlock(vocab=src.classes)),
                        get_x=ColReader('path'), get_y=ColReader('label'),
                        splitter=IndexSplitter(np.flatnonzero(df.is_valid.values)),
-                       item_tfms=ResizedCrop(size, min_scale=min_scale, crop_pct=crop_pct, flip=flip),
+                       item_tfms=preset.item_tfms(size, min_scale, crop_pct) + list(item_tfms or []),
                        batch_tfms=list(batch_tfms or []))
     dls = dblock.dataloaders(df, bs=bs, num_workers=0 if num_workers is None else num_workers, **dl_kwargs, **kwargs)
     for i, dl in enumerate(dls.loaders):
         dl.rng = random.Random(seed + i)  # fastai seeds its shuffle from the global `random`
-    dls.source = src
+    dls.source, dls.augment = src, preset.name
     return dls
 
-# %% ../nbs/02_data.ipynb #037bf2e1
+# %% ../nbs/02_data.ipynb #0c18a807
 def cache_dir() -> Path:
     "recipekit's cache folder: `$RECIPEKIT_CACHE`, default `~/.cache/recipekit`"
     return Path(os.environ.get('RECIPEKIT_CACHE', Path.home()/'.cache'/'recipekit')).expanduser()

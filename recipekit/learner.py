@@ -24,6 +24,8 @@ from timm.models import group_parameters
 from .weights import create_backbone, norm_stats, check_arch
 from .recipe import Recipe
 from .audit import dataset_stats
+from .augment import aug_preset
+from .mix import MixUpCutMix
 
 # %% auto #0
 __all__ = ['NORM_TYPES', 'timm_groups', 'norm_modules', 'bf16_supported', 'resolve_precision', 'Precision', 'resolve_stats',
@@ -169,10 +171,17 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
                    **kwargs # passed to fastai's `Learner`
                   ) -> Learner:
     "A fastai `Learner` for `dls` with a pretrained timm backbone set up by `recipe`"
+    given = recipe is not None
     recipe = recipe or Recipe()
     if not isinstance(recipe, Recipe):
         raise TypeError(f"`recipe` must be a recipekit Recipe, got {type(recipe).__name__}. "
                         "Build one with `Recipe(...)` or `Recipe.load(path)`.")
+    aug = getattr(dls, 'augment', None) # the preset `image_dataloaders` built the item transforms from
+    if aug and aug != recipe.augment:
+        if given: warnings.warn(f"The recipe asks for augment={recipe.augment!r}, but the DataLoaders were built with "
+                                f"augment={aug!r}; recipekit follows the DataLoaders. Build them with "
+                                f"`image_dataloaders(..., augment={recipe.augment!r})` to get the recipe's.")
+        recipe = recipe.replace(augment=aug)
     arch = check_arch(arch or recipe.arch)
     pretrained = recipe.pretrained if pretrained is None else pretrained
     weights = weights if weights is not None else recipe.weights
@@ -200,8 +209,10 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     loss = loss_func or (LabelSmoothingCrossEntropyFlat(eps=recipe.label_smoothing) if recipe.label_smoothing else
                          CrossEntropyLossFlat())
     precision = resolve_precision(recipe.precision, dls.device.type if dls.device is not None else 'cpu')
-    cbs = ([Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] +
-           ([BnFreeze()] if frozen_norm else []) + list(cbs or []))
+    cbs = list(cbs or [])
+    mixer = aug_preset(recipe.augment).mixer()
+    if mixer and not any(isinstance(c, MixUpCutMix) for c in cbs): cbs.append(mixer)
+    cbs = [Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] + [BnFreeze()]*frozen_norm + cbs
     learn = Learner(dls, model, loss_func=loss, splitter=splitter, metrics=accuracy if metrics is None else metrics,
                     wd=recipe.wd, cbs=cbs, train_bn=not frozen_norm, **kwargs)
     if precision == 'fp16': learn.to_fp16()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .augment import aug_preset, choose_augment
+
 # %% auto #0
 __all__ = ['NORM_POLICIES', 'PRECISIONS', 'Recipe', 'choose_recipe']
 
@@ -36,7 +38,7 @@ class Recipe:
     label_smoothing:float = 0.0 # label smoothing of the cross-entropy
     norm_policy:str = 'frozen' # 'frozen': pretrained norm layers keep statistics and affine weights; 'train': fastai's
     min_scale:float = 0.5 # smallest random-crop area when training
-    flip:bool = True # random horizontal flips when training
+    augment:str = 'flip' # augmentation preset: 'none', 'crop', 'flip', 'trivial', 'randaug' or 'mix' (see `AUG_PRESETS`)
     crop_pct:float = 1.0 # validation center crop, fraction of the short side
     valid_pct:float = 0.2 # validation share when the data has no split of its own
     precision:str = 'auto' # 'auto' (bf16 where the hardware has it), 'fp32', 'bf16' or 'fp16' (CUDA only)
@@ -49,6 +51,7 @@ class Recipe:
     def __post_init__(self):
         if self.norm_policy not in NORM_POLICIES:
             raise ValueError(f"`norm_policy` must be one of {NORM_POLICIES}, got {self.norm_policy!r}.")
+        aug_preset(self.augment)
         if self.precision not in PRECISIONS:
             raise ValueError(f"`precision` must be one of {PRECISIONS}, got {self.precision!r}.")
         for k in ('size', 'bs'):
@@ -80,6 +83,8 @@ class Recipe:
         if not isinstance(d, dict):
             raise ValueError(f"A recipe must be a JSON object of fields, got {type(d).__name__}.")
         if 'recipe' in d and 'vocab' in d: d = d['recipe']  # the recipe.json of a run folder
+        if 'flip' in d and 'augment' not in d: # recipes saved before the presets
+            d = {**{k: v for k, v in d.items() if k != 'flip'}, 'augment': 'flip' if d['flip'] else 'crop'}
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown: raise ValueError(f"Unknown recipe field(s) {unknown}. Valid fields: {sorted(names)}.")
@@ -105,7 +110,7 @@ def choose_recipe(n_train:int, # training images
     "A `Recipe` for data with `n_train` images in `n_classes` classes, with its `reasons`"
     per_class = n_train/max(n_classes, 1)
     if short_side < 32:
-        r = Recipe(arch='tf_efficientnet_lite0', size=64, freeze_epochs=1, epochs=5, lr=1e-2, lr_mult=10, flip=False,
+        r = Recipe(arch='tf_efficientnet_lite0', size=64, freeze_epochs=1, epochs=5, lr=1e-2, lr_mult=10,
                    min_scale=0.6, norm_policy='train', crop_pct=1.0,
                    reasons=[f"tiny images (median short side {short_side:.0f} px): lite0 at 64 px, no flips, "
                             "trainable norm layers, 5 unfrozen epochs"])
@@ -121,6 +126,9 @@ def choose_recipe(n_train:int, # training images
     if overrides.get('pretrained') is False and 'freeze_epochs' not in overrides:
         r = r.replace(freeze_epochs=0, epochs=max(r.epochs + r.freeze_epochs, 1), norm_policy='train')
         r.reasons.append("random init: no frozen stage (a random body has nothing to keep), trainable norm layers")
+    n_epochs = overrides.get('freeze_epochs', r.freeze_epochs) + overrides.get('epochs', r.epochs)
+    name, why = choose_augment(per_class, n_epochs, flips=short_side >= 32)
+    r = r.replace(augment=name); r.reasons.append(f"augmentation: {why}")
     if overrides:
         r = r.replace(**overrides)
         r.reasons.append(f"set by the user: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}")
