@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/augment_imagenette.py [--size 64] [--epochs 5] [--arms fastai none crop flip ...]
 
-Every arm trains the same timm ResNet-18 from the same random init (seed 0) on Imagenette-160's 9,469 training photos
+Every arm trains the same timm ResNet-18 from the same random init (`--seed`, default 0) on Imagenette-160's 9,469 training photos
 (clean labels) for the same epochs with `fit_one_cycle`, bf16 autocast on CPU (recipekit's `Precision` callback, the
 same for all arms), ImageNet normalization, and is measured on the 3,925 validation photos. Only the data pipeline
 differs:
@@ -37,13 +37,13 @@ def fastai_dls(src, size, bs):
     return db.dataloaders(df, bs=bs)
 
 def run_arm(arm, src, a):
-    set_seed(0, reproducible=True)
+    set_seed(a.seed, reproducible=True)
     if arm == 'fastai': dls, cbs = fastai_dls(src, a.size, a.bs), []
     else:
-        dls = image_dataloaders(src, size=a.size, bs=a.bs, augment=arm, check=False,
+        dls = image_dataloaders(src, size=a.size, bs=a.bs, augment=arm, check=False, seed=a.seed,
                                 batch_tfms=[Normalize.from_stats(*imagenet_stats)])
         cbs = [m] if (m := aug_preset(arm).mixer()) else []
-    set_seed(0, reproducible=True)
+    set_seed(a.seed, reproducible=True)
     model = timm.create_model(a.arch, num_classes=dls.c)
     clock = EpochClock()
     learn = Learner(dls, model, metrics=accuracy, cbs=[Precision('bf16'), clock] + cbs)
@@ -57,10 +57,12 @@ def main():
     p.add_argument('--bs', type=int, default=64)
     p.add_argument('--lr', type=float, default=3e-3)
     p.add_argument('--arch', default='resnet18')
+    p.add_argument('--seed', type=int, default=0, help='seed of the init, the data order and the augmentation')
     p.add_argument('--limit', type=int, help='use only this many images per split (a quick trial)')
     p.add_argument('--arms', nargs='+', default=['fastai', *AUG_PRESETS])
     a = p.parse_args()
-    if not CSV.exists(): raise SystemExit(f"Imagenette not found at {CSV}: this benchmark needs ../shared/data (see its README).")
+    if not CSV.exists():
+        raise SystemExit(f"Imagenette not found at {CSV}: this benchmark needs ../shared/data (see its README).")
     warnings.filterwarnings('ignore')
     torch.set_num_threads(2)
     src = read_source(CSV, label_col='noisy_labels_0')
@@ -69,7 +71,7 @@ def main():
         src.df = df.groupby(df.is_valid.astype(bool)).head(a.limit).reset_index(drop=True)
     n_train = int((~src.df.is_valid.astype(bool)).sum())
     default, why = choose_augment(n_train/len(src.classes), a.epochs)
-    print(f"{a.arch}, random init, {a.size} px, {a.epochs} epochs, bs {a.bs}, lr {a.lr}; {n_train} train / "
+    print(f"{a.arch}, random init (seed {a.seed}), {a.size} px, {a.epochs} epochs, bs {a.bs}, lr {a.lr}; {n_train} train / "
           f"{int(src.df.is_valid.astype(bool).sum())} valid images; recipekit's default for this budget: {default!r}",
           flush=True)
     res = {}

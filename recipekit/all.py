@@ -13,6 +13,8 @@ from .weights import *
 from .images import *
 from .data import *
 from .audit import *
+from .augment import *
+from .mix import *
 from .recipe import *
 from .learner import *
 from .runs import *

@@ -68,8 +68,10 @@ class TorchvisionAug(RandTransform):
         if not callable(tfm): raise TypeError(f"`tfm` must be a torchvision transform (callable), got {tfm!r}.")
         self.tfm = tfm; super().__init__(p=p)
     def encodes(self, x:PILImage): return self.tfm(x)
-    def describe(self, split_idx:int=0) -> str: return repr(self.tfm).replace('\n', ' ')
-    def __repr__(self): return f"{type(self).__name__}({self.describe()})"
+    def describe(self, split_idx:int=0) -> str:
+        "What this transform does on the training (`split_idx=0`) or validation (1) set"
+        return repr(self.tfm).replace('\n', ' ') if split_idx == 0 else '-'
+    def __repr__(self): return f"{type(self).__name__}: {self.describe()}"
 
 class RandAugment(TorchvisionAug):
     "torchvision's RandAugment: `num_ops` random ops at `magnitude` (of `num_magnitude_bins`) per training image"
@@ -81,7 +83,8 @@ class RandAugment(TorchvisionAug):
                 ):
         if not (isinstance(magnitude, int) and 0 <= magnitude < num_magnitude_bins):
             raise ValueError(f"`magnitude` must be an int in [0, {num_magnitude_bins}), got {magnitude!r}.")
-        if not (isinstance(num_ops, int) and num_ops >= 1): raise ValueError(f"`num_ops` must be an int >= 1, got {num_ops!r}.")
+        if not (isinstance(num_ops, int) and num_ops >= 1):
+            raise ValueError(f"`num_ops` must be an int >= 1, got {num_ops!r}.")
         super().__init__(v2.RandAugment(num_ops, magnitude, num_magnitude_bins, v2.InterpolationMode.BILINEAR, fill))
 
 class TrivialAugment(TorchvisionAug):
@@ -159,15 +162,16 @@ def _does(t, split_idx:int) -> str:
 def augment_table(obj) -> pd.DataFrame:
     "Every transform `obj` (DataLoaders or Learner) applies to an image, in order, on the training and validation set"
     dls = obj.dls if isinstance(obj, Learner) else obj
-    if not hasattr(dls, 'train'): raise TypeError(f"`obj` must be fastai DataLoaders or a Learner, got {type(obj).__name__}.")
+    if not hasattr(dls, 'train'):
+        raise TypeError(f"`obj` must be fastai DataLoaders or a Learner, got {type(obj).__name__}.")
     rows = [(stage, type(t).__name__, _does(t, 0), _does(t, 1)) for stage in ('after_item', 'after_batch')
             for t in getattr(dls.train, stage).fs]
     if isinstance(obj, Learner):
         rows += [('callback', type(c).__name__, repr(c), '-') for c in obj.cbs
                  if isinstance(c, MixUpCutMix) or type(c).__name__ in ('MixUp', 'CutMix')]
-    return pd.DataFrame(rows, columns=['stage', 'transform', 'train', 'valid'])
+    return pd.DataFrame(rows, columns=['stage', 'tfm', 'train', 'valid'])
 
-# %% ../nbs/04_augment.ipynb #19274e3f
+# %% ../nbs/04_augment.ipynb #f903ae6f
 def _rot(k): return lambda x: torch.rot90(x, k, (-2, -1))
 
 def label_checks() -> dict:
@@ -179,44 +183,55 @@ def label_checks() -> dict:
 def _clean(dls, ds, idxs):
     "uint8 images (N, 3, H, W) and targets of items `idxs` of `ds`, through the validation item transforms"
     items = [dls.valid.after_item(ds[i]) for i in idxs]
-    return torch.stack([torch.as_tensor(x) for x, *_ in items]), torch.stack([torch.as_tensor(y) for _, y, *_ in items])
+    plain = lambda ts: torch.stack([torch.as_tensor(t).as_subclass(torch.Tensor) for t in ts])
+    return plain(x for x, *_ in items), plain(y for _, y, *_ in items)
+
+def _top_change(y, p0, p1, vocab) -> str:
+    "The most common 'label -> new prediction' among images predicted right before the transform and wrong after"
+    lost = (p0 == y) & (p1 != y)
+    if not lost.any(): return ''
+    pairs = pd.Series(list(zip(y[lost].tolist(), p1[lost].tolist()))).value_counts()
+    (a, b), k = pairs.index[0], pairs.iloc[0]
+    return f"{vocab[a]} -> {vocab[b]} ({k} of {int((y == a).sum())})"
 
 @torch.no_grad()
 def _outputs(dls, model, x, feats:bool, bs:int=64):
     "Model outputs (or pooled features) of uint8 images `x`, normalized by the validation batch transforms"
-    dev = next(model.parameters()).device
+    dev = next(model.parameters(), torch.empty(0)).device
     out = []
     for i in range(0, len(x), bs):
         xb = dls.valid.after_batch(TensorImage(x[i:i+bs].to(dls.device or 'cpu')))
         xb = torch.as_tensor(xb[0] if isinstance(xb, tuple) else xb).to(dev)
         o = model.forward_head(model.forward_features(xb), pre_logits=True) if feats else model(xb)
-        out.append(o.float().cpu())
+        out.append(o.float().cpu().as_subclass(torch.Tensor))
     return torch.cat(out)
 
-# %% ../nbs/04_augment.ipynb #3fdefaa0
+# %% ../nbs/04_augment.ipynb #b53ae030
 @dataclass
 class LabelCheck:
     "The result of `label_check`: a table per transform, and examples of changed predictions"
-    table:pd.DataFrame # transform, changed (share of predictions), accuracy, drop, flagged
+    table:pd.DataFrame # tfm, n, changed (share of predictions), accuracy, drop, top_change, flagged
     mode:str # 'model' (the model's own predictions) or 'probe' (a probe on pretrained features)
     vocab:list
     examples:dict # transform -> (indices, originals, transformed, targets, before, after) of changed predictions
     max_drop:float
 
     @property
-    def flagged(self) -> list: return list(self.table.transform[self.table.flagged])
+    def flagged(self) -> list: return list(self.table['tfm'][self.table.flagged])
     def summary(self) -> str:
         base = self.table.iloc[0]
-        lines = [f"label check ({self.mode}, {base.n} validation images, accuracy {base.accuracy:.1%} untransformed):"]
-        for _, r in self.table.iloc[1:].iterrows():
-            lines.append(f"  {r.transform:<10} changes {r.changed:6.1%} of predictions, accuracy {r.accuracy:6.1%} "
-                         f"({-r.drop:+.1%})" + ("  <- FLAGGED: may change the class" if r.flagged else ''))
+        lines = [f"label check ({self.mode}, {base['n']} validation images, "
+                 f"accuracy {base['accuracy']:.1%} untransformed):"]
+        for r in self.table.iloc[1:].itertuples():
+            lines.append(f"  {r.tfm:<10} changes {r.changed:6.1%} of predictions, accuracy {r.accuracy:6.1%} "
+                         f"({-r.drop:+.1%})" + (f", most often {r.top_change}" if r.top_change else '') +
+                         ("  <- FLAGGED: may change the class" if r.flagged else ''))
         return '\n'.join(lines)
     def _repr_markdown_(self): return '```\n' + self.summary() + '\n```'
     def show(self, transform:str|None=None, n:int=8, figsize=None):
         "A grid of `n` images whose prediction `transform` changed (default: the most damaging): original over changed"
         import matplotlib.pyplot as plt
-        transform = transform or self.table.iloc[1:].sort_values('drop').transform.iloc[-1]
+        transform = transform or self.table.iloc[1:].sort_values('drop')['tfm'].iloc[-1]
         if transform not in self.examples:
             raise ValueError(f"No transform {transform!r} in this check; it has {list(self.examples)}.")
         idx, x0, x1, y, p0, p1 = self.examples[transform]
@@ -226,12 +241,12 @@ class LabelCheck:
         for i in range(n):
             for row, (im, p) in enumerate(((x0[i], p0[i]), (x1[i], p1[i]))):
                 ax = axs[row, i]; ax.imshow(im.permute(1, 2, 0).numpy()); ax.axis('off')
-                ax.set_title((f"label {self.vocab[y[i]]}\n" if row == 0 else f"{transform}\n") + f"pred {self.vocab[p]}",
-                             fontsize=8)
+                top = f"label {self.vocab[y[i]]}" if row == 0 else transform
+                ax.set_title(f"{top}\npred {self.vocab[p]}", fontsize=8)
         fig.tight_layout()
         return fig
 
-# %% ../nbs/04_augment.ipynb #ce07fccc
+# %% ../nbs/04_augment.ipynb #6ac3c454
 def label_check(dls, # fastai DataLoaders; validation images are transformed, training images fit the probe
                 model, # a trained Learner or model (one output per class), or a pretrained timm backbone
                 tfms=None, # dict name -> function of a uint8 (3, H, W) tensor, or names from `label_checks()`
@@ -276,16 +291,17 @@ def label_check(dls, # fastai DataLoaders; validation images are transformed, tr
                 predict = lambda xs: torch.as_tensor(probe.predict(_outputs(dls, model, xs, True).numpy()))
             else: predict = lambda xs: _outputs(dls, model, xs, False).argmax(-1)
             p0 = predict(x)
-            rows, examples = [('none', len(y), 0., (p0 == y).float().mean().item())], {}
+            rows, examples = [('none', len(y), 0., (p0 == y).float().mean().item(), '')], {}
             for name, f in tfms.items():
                 torch.manual_seed(seed)
                 xs = torch.stack([f(im) for im in x])
                 p1 = predict(xs)
-                rows.append((name, len(y), (p1 != p0).float().mean().item(), (p1 == y).float().mean().item()))
+                rows.append((name, len(y), (p1 != p0).float().mean().item(), (p1 == y).float().mean().item(),
+                             _top_change(y, p0, p1, dls.vocab)))
                 ch = torch.nonzero(p1 != p0).flatten()[:n_examples]
                 examples[name] = (vi[ch.numpy()], x[ch], xs[ch], y[ch], p0[ch], p1[ch])
     finally: model.train(was_training)
-    t = pd.DataFrame(rows, columns=['transform', 'n', 'changed', 'accuracy'])
-    t['drop'] = t.accuracy.iloc[0] - t.accuracy
+    t = pd.DataFrame(rows, columns=['tfm', 'n', 'changed', 'accuracy', 'top_change'])
+    t.insert(4, 'drop', t.accuracy.iloc[0] - t.accuracy)
     t['flagged'] = t['drop'] > max_drop
     return LabelCheck(t, 'probe' if feats else 'model', list(dls.vocab), examples, max_drop)

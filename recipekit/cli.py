@@ -42,6 +42,8 @@ def _parser():
     t.add_argument('--lr', type=float, help='head learning rate')
     t.add_argument('--bs', type=int, help='batch size')
     t.add_argument('--seed', type=int, help='seed of the split, init and data order')
+    t.add_argument('--augment', choices=['none', 'crop', 'flip', 'trivial', 'randaug', 'mix'],
+                   help='augmentation preset, weakest first (default: chosen from the data and the epochs)')
     t.add_argument('--label-col', default='label', help='CSV column with the labels (default: label)')
     t.add_argument('--group-col',
                    help='CSV column of group keys (patient, camera, ...) that the split must not straddle')
@@ -97,7 +99,7 @@ def train(args, log=print) -> dict:
             "Pass --dedupe to move them into training; `recipekit check DATA` lists them all.")
     overrides = {k: v for k, v in dict(arch=args.arch, weights=args.weights, size=args.size, epochs=args.epochs,
                                        freeze_epochs=args.freeze_epochs, lr=args.lr, bs=args.bs,
-                                       seed=args.seed).items() if v is not None}
+                                       seed=args.seed, augment=args.augment).items() if v is not None}
     if args.no_pretrained: overrides['pretrained'] = False
     n_train = int((~D.split_source(src, R.Recipe.valid_pct, args.seed or 0)).sum())
     if args.recipe:

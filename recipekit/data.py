@@ -428,7 +428,7 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
                       valid_pct:float=0.2, # validation share when `source` has no split of its own
                       seed:int=0, # seed of the split and of the data loaders' shuffling
                       min_scale:float=0.35, # smallest random-crop area when training
-                      augment='flip', # augmentation preset (see `AUG_PRESETS`): 'none', 'crop', 'flip', 'trivial', 'randaug', 'mix'
+                      augment='flip', # a preset of `AUG_PRESETS` (`recipe_learner` adds the mixer of 'mix')
                       crop_pct:float=1.0, # validation center crop, see `ResizedCrop`
                       label_col:str='label', # CSV column holding the label
                       group_col:str|None=None, # CSV column of group keys a seeded split never straddles

@@ -212,7 +212,8 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     cbs = list(cbs or [])
     mixer = aug_preset(recipe.augment).mixer()
     if mixer and not any(isinstance(c, MixUpCutMix) for c in cbs): cbs.append(mixer)
-    cbs = [Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] + [BnFreeze()]*frozen_norm + cbs
+    cbs = ([Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] +
+           [BnFreeze()]*frozen_norm + cbs)
     learn = Learner(dls, model, loss_func=loss, splitter=splitter, metrics=accuracy if metrics is None else metrics,
                     wd=recipe.wd, cbs=cbs, train_bn=not frozen_norm, **kwargs)
     if precision == 'fp16': learn.to_fp16()

@@ -26,7 +26,7 @@ def cutmix_box(h:int, # image height
                cy:int, # box centre row
                cx:int, # box centre column
               ) -> tuple:
-    "(y1, y2, x1, x2, lam) of the CutMix box for `lam` centred at (`cy`, `cx`), clipped to the image, with the true `lam`"
+    "(y1, y2, x1, x2, lam): the CutMix box for `lam` centred at (`cy`, `cx`), clipped to the image, and its true `lam`"
     r = math.sqrt(1 - lam)
     ch, cw = int(h*r)//2, int(w*r)//2
     y1, y2 = min(max(cy - ch, 0), h), min(max(cy + ch, 0), h)
@@ -99,7 +99,8 @@ class MixUpCutMix(Callback):
                              "Set one of them above 0 (timm's defaults are 0.8 and 1.0), or drop the callback.")
         _check_prob('p', p); _check_prob('cutmix_p', cutmix_p)
         if not (isinstance(off_epochs, (int, float)) and off_epochs >= 0):
-            raise ValueError(f"`off_epochs` must be a number of epochs >= 0, or a fraction in (0, 1); got {off_epochs!r}.")
+            raise ValueError(f"`off_epochs` must be a number of epochs >= 0, or a fraction in (0, 1); "
+                             f"got {off_epochs!r}.")
         if not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
             raise ValueError(f"`smoothing` must be in [0, 1), got {smoothing!r}.")
         store_attr()
@@ -123,16 +124,16 @@ class MixUpCutMix(Callback):
                           "fit, so nothing is mixed. Lower `off_epochs`, or remove the callback.")
         self.history = []
 
+    def sample_lam(self, alpha:float) -> float: return Beta(float(alpha), float(alpha)).sample().item()
+    def sample_centre(self, h:int, w:int) -> tuple: return torch.randint(h, ()).item(), torch.randint(w, ()).item()
     def draw(self, bs:int, h:int, w:int) -> tuple:
         "('mixup'|'cutmix'|None, λ, permutation, box) for a batch of `bs` images of `h`x`w`"
         if torch.rand(()).item() >= self.p: return None, 1., None, None
         cut = self.cutmix_alpha > 0 and (self.mixup_alpha == 0 or torch.rand(()).item() < self.cutmix_p)
-        a = self.cutmix_alpha if cut else self.mixup_alpha
-        lam = Beta(float(a), float(a)).sample().item()
+        lam = self.sample_lam(self.cutmix_alpha if cut else self.mixup_alpha)
         perm = torch.randperm(bs)
         if not cut: return 'mixup', lam, perm, None
-        cy, cx = torch.randint(h, ()).item(), torch.randint(w, ()).item()
-        *box, lam = cutmix_box(h, w, lam, cy, cx)
+        *box, lam = cutmix_box(h, w, lam, *self.sample_centre(h, w))
         return 'cutmix', lam, perm, box
 
     def mix(self, x, y) -> tuple:
@@ -169,7 +170,7 @@ class MixUpCutMix(Callback):
 # %% ../nbs/05_mix.ipynb #03c8273d
 def _denorm(dl, x):
     "Images of a batch `x` of `dl`, on the 0..1 scale"
-    for t in reversed(list(dl.after_batch.fs)):
+    for t in reversed(list(getattr(dl.after_batch, "fs", []))):
         if hasattr(t, 'mean') and hasattr(t, 'std') and hasattr(t, 'axes'): x = x*t.std + t.mean
     return x.float().clamp(0, 1)
 
@@ -188,7 +189,8 @@ def show_train_batch(self:Learner, n:int=9, ncols:int=3, figsize=None):
         ax.axis('off')
         if i >= n: continue
         ax.imshow(x2[i].permute(1, 2, 0).cpu().numpy())
-        if y1.is_floating_point(): title = ', '.join(f"{vocab[j]} {y1[i, j]:.2f}" for j in y1[i].nonzero().flatten()[:3])
+        if y1.is_floating_point():
+            title = ', '.join(f"{vocab[j]} {y1[i, j]:.2f}" for j in y1[i].nonzero().flatten()[:3])
         elif kind and y1[i] != y2[i]: title = f"{vocab[y1[i]]} {lam:.2f} + {vocab[y2[i]]} {1-lam:.2f}"
         else: title = str(vocab[y1[i]])
         ax.set_title(title, fontsize=9)

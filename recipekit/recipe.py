@@ -38,7 +38,7 @@ class Recipe:
     label_smoothing:float = 0.0 # label smoothing of the cross-entropy
     norm_policy:str = 'frozen' # 'frozen': pretrained norm layers keep statistics and affine weights; 'train': fastai's
     min_scale:float = 0.5 # smallest random-crop area when training
-    augment:str = 'flip' # augmentation preset: 'none', 'crop', 'flip', 'trivial', 'randaug' or 'mix' (see `AUG_PRESETS`)
+    augment:str = 'flip' # augmentation preset: none, crop, flip, trivial, randaug or mix (see `AUG_PRESETS`)
     crop_pct:float = 1.0 # validation center crop, fraction of the short side
     valid_pct:float = 0.2 # validation share when the data has no split of its own
     precision:str = 'auto' # 'auto' (bf16 where the hardware has it), 'fp32', 'bf16' or 'fp16' (CUDA only)

@@ -137,3 +137,15 @@ def test_train_warns_on_copies_across_the_split_and_dedupe_moves_them(tmp_path, 
     out = capsys.readouterr().out
     assert 'moved 1 validation images with a copy or group in training into training' in out
     assert 'train: tf_efficientnet_lite0 at 32px, 9 train / 8 valid images' in out
+
+def test_augment_preset_from_the_command_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = make_colours(tmp_path/'colours', n=6)
+    assert main(['train', str(data), '--augment', 'mix'] + FAST) == 0
+    run = next((tmp_path/'runs').iterdir())
+    assert json.loads((run/'recipe.json').read_text())['recipe']['augment'] == 'mix'
+    assert main(['train', str(data)] + FAST) == 0
+    out = capsys.readouterr().out
+    assert "recipe: augmentation: 2 epochs on 4 images per class: 'flip'" in out
+    with pytest.raises(SystemExit): main(['train', str(data), '--augment', 'heavy'])
+    assert "invalid choice: 'heavy'" in capsys.readouterr().err
