@@ -146,6 +146,6 @@ def test_augment_preset_from_the_command_line(tmp_path, capsys, monkeypatch):
     assert json.loads((run/'recipe.json').read_text())['recipe']['augment'] == 'mix'
     assert main(['train', str(data)] + FAST) == 0
     out = capsys.readouterr().out
-    assert "recipe: augmentation: 2 epochs on 4 images per class: 'flip'" in out
+    assert "recipe: augmentation: 2 epochs on 5 images per class: 'flip'" in out
     with pytest.raises(SystemExit): main(['train', str(data), '--augment', 'heavy'])
     assert "invalid choice: 'heavy'" in capsys.readouterr().err
