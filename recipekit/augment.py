@@ -12,6 +12,7 @@ import numpy as np, pandas as pd, torch
 from fastcore.basics import store_attr
 from fastai.vision.all import RandTransform, PILImage, Image, TensorImage
 from fastai.learner import Learner
+from fastai.data.core import DataLoaders
 from torch import nn
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
@@ -24,6 +25,10 @@ __all__ = ['AUG_PRESETS', 'ResizedCrop', 'TorchvisionAug', 'RandAugment', 'Trivi
            'choose_augment', 'augment_table', 'label_checks', 'LabelCheck', 'label_check']
 
 # %% ../nbs/04_augment.ipynb #cb6ad62e
+def _item_only(t):
+    raise TypeError(f"{type(t).__name__} is an item transform: it works on decoded images before batching. "
+                    "Put it in `item_tfms`, not `batch_tfms`.")
+
 class ResizedCrop(RandTransform):
     ("Random-resized crop of `size` (and a random horizontal flip) when training; "
      "on validation, resize the short side to `size/crop_pct` and center-crop (torchvision's maths)")
@@ -36,6 +41,10 @@ class ResizedCrop(RandTransform):
                  flip:bool=False, # training: mirror half of the crops left-right
                  random_crop:bool=True, # training: random crops; False gives training images the validation crop
                 ):
+        if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+            raise ValueError(f"`size` must be a positive int (the square output side in pixels), got {size!r}.")
+        if not (isinstance(ratio, (tuple, list)) and len(ratio) == 2 and 0 < ratio[0] <= ratio[1]):
+            raise ValueError(f"`ratio` must be (low, high) aspect ratios with 0 < low <= high, got {ratio!r}.")
         if not 0 < min_scale <= 1:
             raise ValueError(f"`min_scale` must be in (0, 1], the smallest crop area as a fraction of the image; "
                              f"got {min_scale!r}.")
@@ -52,6 +61,7 @@ class ResizedCrop(RandTransform):
             x = TF.resized_crop(x, i, j, h, w, [self.size, self.size], TF.InterpolationMode.BICUBIC)
         else: x = TF.center_crop(TF.resize(x, round(self.size/self.crop_pct), TF.InterpolationMode.BICUBIC), self.size)
         return x.transpose(Image.FLIP_LEFT_RIGHT) if self.train and self.flip and random.random() < 0.5 else x
+    def encodes(self, x:TensorImage): _item_only(self)
     def describe(self, split_idx:int) -> str:
         "What this transform does on the training (`split_idx=0`) or validation (1) set"
         valid = f"resize short side to {round(self.size/self.crop_pct)} px, center crop {self.size}"
@@ -68,10 +78,15 @@ class TorchvisionAug(RandTransform):
         if not callable(tfm): raise TypeError(f"`tfm` must be a torchvision transform (callable), got {tfm!r}.")
         self.tfm = tfm; super().__init__(p=p)
     def encodes(self, x:PILImage): return self.tfm(x)
+    def encodes(self, x:TensorImage): _item_only(self)
     def describe(self, split_idx:int=0) -> str:
         "What this transform does on the training (`split_idx=0`) or validation (1) set"
         return repr(self.tfm).replace('\n', ' ') if split_idx == 0 else '-'
     def __repr__(self): return f"{type(self).__name__}: {self.describe()}"
+
+def _check_bins(bins):
+    if not (isinstance(bins, int) and not isinstance(bins, bool) and bins >= 2):
+        raise ValueError(f"`num_magnitude_bins` must be an int >= 2 (torchvision's default is 31), got {bins!r}.")
 
 class RandAugment(TorchvisionAug):
     "torchvision's RandAugment: `num_ops` random ops at `magnitude` (of `num_magnitude_bins`) per training image"
@@ -81,6 +96,7 @@ class RandAugment(TorchvisionAug):
                  num_magnitude_bins:int=31, # number of strength steps
                  fill=None, # fill of the area geometric ops uncover (default black)
                 ):
+        _check_bins(num_magnitude_bins)
         if not (isinstance(magnitude, int) and 0 <= magnitude < num_magnitude_bins):
             raise ValueError(f"`magnitude` must be an int in [0, {num_magnitude_bins}), got {magnitude!r}.")
         if not (isinstance(num_ops, int) and num_ops >= 1):
@@ -93,6 +109,7 @@ class TrivialAugment(TorchvisionAug):
                  num_magnitude_bins:int=31, # number of strength steps
                  fill=None, # fill of the area geometric ops uncover (default black)
                 ):
+        _check_bins(num_magnitude_bins)
         super().__init__(v2.TrivialAugmentWide(num_magnitude_bins, v2.InterpolationMode.BILINEAR, fill))
 
 # %% ../nbs/04_augment.ipynb #8bed3c4b
@@ -125,13 +142,13 @@ AUG_PRESETS = {p.name: p for p in [
     AugPreset('randaug', True, True, 'randaug', False, "crop, flip and RandAugment (2 ops at magnitude 9 of 31)"),
     AugPreset('mix', True, True, 'randaug', True,
               "crop, flip, RandAugment and MixUp (alpha 0.8) or CutMix (alpha 1.0) on every training batch, "
-              "off for the last 10% of epochs"),
+              "off for the last 10% of epochs (rounded: none in runs under 6 epochs)"),
 ]}
 
 def aug_preset(name) -> AugPreset:
     "The `AugPreset` called `name` (or `name` itself when it is one)"
     if isinstance(name, AugPreset): return name
-    if name not in AUG_PRESETS:
+    if not isinstance(name, str) or name not in AUG_PRESETS:
         import difflib
         m = difflib.get_close_matches(str(name), list(AUG_PRESETS), 1)
         raise ValueError(f"Unknown augmentation preset {name!r}" + (f" (did you mean {m[0]!r}?)" if m else '') +
@@ -144,6 +161,10 @@ def choose_augment(per_class:float, # training images per class
                    flips:bool=True, # whether a mirrored image keeps its class
                   ) -> tuple:
     "(preset name, reason) for data with `per_class` images per class trained for `epochs` epochs"
+    if not (isinstance(per_class, (int, float, np.number)) and per_class > 0):
+        raise ValueError(f"`per_class` must be a positive number of training images per class, got {per_class!r}.")
+    if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
+        raise ValueError(f"`epochs` must be an int >= 1, got {epochs!r}.")
     if not flips: return 'crop', "no flips: a mirrored image may be another class"
     k = 0.5 if per_class < 100 else 1.
     for name, limit in (('flip', 15), ('trivial', 40), ('randaug', 100)):
@@ -156,13 +177,15 @@ def choose_augment(per_class:float, # training images per class
 # %% ../nbs/04_augment.ipynb #7c758c9b
 def _does(t, split_idx:int) -> str:
     if hasattr(t, 'describe'): return t.describe(split_idx)
+    if type(t).__name__ == 'Normalize':
+        return f"Normalize mean={np.round(t.mean.flatten().tolist(), 4).tolist()} std={np.round(t.std.flatten().tolist(), 4).tolist()}"
     if getattr(t, 'split_idx', None) not in (None, split_idx): return '-'
     return repr(t).split('\n')[0]
 
 def augment_table(obj) -> pd.DataFrame:
     "Every transform `obj` (DataLoaders or Learner) applies to an image, in order, on the training and validation set"
     dls = obj.dls if isinstance(obj, Learner) else obj
-    if not hasattr(dls, 'train'):
+    if not isinstance(dls, DataLoaders):
         raise TypeError(f"`obj` must be fastai DataLoaders or a Learner, got {type(obj).__name__}.")
     rows = [(stage, type(t).__name__, _does(t, 0), _does(t, 1)) for stage in ('after_item', 'after_batch')
             for t in getattr(dls.train, stage).fs]
@@ -186,6 +209,31 @@ def _clean(dls, ds, idxs):
     plain = lambda ts: torch.stack([torch.as_tensor(t).as_subclass(torch.Tensor) for t in ts])
     return plain(x for x, *_ in items), plain(y for _, y, *_ in items)
 
+def _apply(name, f, x):
+    "`f` applied to each uint8 image of `x`, checked to return an image of the same shape and dtype"
+    out = []
+    for im in x:
+        try: o = f(im)
+        except Exception as e:
+            raise ValueError(f"Label check {name!r} failed on a uint8 (3, H, W) image tensor: "
+                             f"{type(e).__name__}: {e}") from e
+        if not (isinstance(o, torch.Tensor) and o.shape == im.shape and o.dtype == im.dtype):
+            got = f"{type(o).__name__} {tuple(o.shape)} {o.dtype}" if isinstance(o, torch.Tensor) else type(o).__name__
+            raise ValueError(f"Label check {name!r} must return a uint8 tensor of the input's shape {tuple(im.shape)}, "
+                             f"got {got}. Make the transform keep the image size (pad or crop back) and dtype.")
+        out.append(o)
+    return torch.stack(out)
+
+def _example_order(y, p0, p1):
+    "Indices of changed predictions: the most common lost 'label -> prediction' pair first, then other losses"
+    ch = torch.nonzero(p1 != p0).flatten()
+    lost = (p0 == y) & (p1 != y)
+    if not lost.any(): return ch
+    pairs = pd.Series(list(zip(y[lost].tolist(), p1[lost].tolist()))).value_counts()
+    a, b = pairs.index[0]
+    key = [0 if (y[i] == a and p1[i] == b and lost[i]) else 1 if lost[i] else 2 for i in ch.tolist()]
+    return ch[torch.as_tensor(np.argsort(key, kind='stable'), dtype=torch.long)]
+
 def _top_change(y, p0, p1, vocab) -> str:
     "The most common 'label -> new prediction' among images predicted right before the transform and wrong after"
     lost = (p0 == y) & (p1 != y)
@@ -207,7 +255,7 @@ def _outputs(dls, model, x, feats:bool, bs:int=64):
     return torch.cat(out)
 
 # %% ../nbs/04_augment.ipynb #b53ae030
-@dataclass
+@dataclass(repr=False, eq=False)
 class LabelCheck:
     "The result of `label_check`: a table per transform, and examples of changed predictions"
     table:pd.DataFrame # tfm, n, changed (share of predictions), accuracy, drop, top_change, flagged
@@ -227,6 +275,7 @@ class LabelCheck:
                          f"({-r.drop:+.1%})" + (f", most often {r.top_change}" if r.top_change else '') +
                          ("  <- FLAGGED: may change the class" if r.flagged else ''))
         return '\n'.join(lines)
+    def __repr__(self): return self.summary()
     def _repr_markdown_(self): return '```\n' + self.summary() + '\n```'
     def show(self, transform:str|None=None, n:int=8, figsize=None):
         "A grid of `n` images whose prediction `transform` changed (default: the most damaging): original over changed"
@@ -235,6 +284,7 @@ class LabelCheck:
         if transform not in self.examples:
             raise ValueError(f"No transform {transform!r} in this check; it has {list(self.examples)}.")
         idx, x0, x1, y, p0, p1 = self.examples[transform]
+        if not (isinstance(n, int) and n >= 1): raise ValueError(f"`n` must be an int >= 1, got {n!r}.")
         n = min(n, len(idx))
         if n == 0: raise ValueError(f"{transform!r} changed no prediction, so there is nothing to show.")
         fig, axs = plt.subplots(2, n, figsize=figsize or (1.8*n, 4), squeeze=False)
@@ -256,10 +306,15 @@ def label_check(dls, # fastai DataLoaders; validation images are transformed, tr
                 n_examples:int=16, # changed predictions kept per transform for `show`
                ) -> LabelCheck:
     "Measure for each transform in `tfms` how often it changes the prediction and how much accuracy it costs"
+    if not isinstance(dls, DataLoaders) or not hasattr(dls, 'vocab'):
+        raise TypeError(f"`dls` must be fastai DataLoaders of images and one category per image (with a `vocab`), "
+                        f"got {type(dls).__name__}. Is the order `label_check(dls, model)`?")
     model = model.model if isinstance(model, Learner) else model
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a Learner or a torch module, got {type(model).__name__}.")
-    if not 0 < max_drop < 1: raise ValueError(f"`max_drop` must be in (0, 1), got {max_drop!r}.")
+    if not (isinstance(max_drop, (int, float)) and 0 < max_drop < 1):
+        raise ValueError(f"`max_drop` must be in (0, 1), a fall in accuracy such as 0.05; got {max_drop!r}.")
+    if not (isinstance(n, int) and n >= 1): raise ValueError(f"`n` must be an int >= 1, got {n!r}.")
     checks = label_checks()
     if tfms is None: tfms = checks
     elif isinstance(tfms, (list, tuple)):
@@ -269,6 +324,12 @@ def label_check(dls, # fastai DataLoaders; validation images are transformed, tr
         tfms = {t: checks[t] for t in tfms}
     if not isinstance(tfms, dict) or not tfms:
         raise TypeError("`tfms` must be a non-empty dict of name -> transform, a list of names, or None.")
+    if 'none' in tfms: raise ValueError("'none' names the untransformed baseline; give your transform another name.")
+    bad = [k for k, f in tfms.items() if not callable(f)]
+    if bad: raise TypeError(f"Label checks {bad} are not callable; each must be a function of a uint8 (3, H, W) tensor.")
+    if not (isinstance(n_examples, int) and n_examples >= 0):
+        raise ValueError(f"`n_examples` must be an int >= 0, got {n_examples!r}.")
+    if not isinstance(seed, int): raise TypeError(f"`seed` must be an int, got {seed!r}.")
     rng = np.random.default_rng(seed)
     pick = lambda ds: np.sort(rng.permutation(len(ds))[:n])
     vi = pick(dls.valid_ds)
@@ -282,7 +343,7 @@ def label_check(dls, # fastai DataLoaders; validation images are transformed, tr
             feats = out.shape[-1] != dls.c
             if feats:
                 if not (hasattr(model, 'forward_features') and hasattr(model, 'forward_head')):
-                    raise ValueError(f"The model has {out.shape[-1]} outputs for {dls.c} classes and is not a timm "
+                    raise ValueError(f"The model has {out.shape[-1]} output(s) for {dls.c} classes and is not a timm "
                                      "model, so recipekit can neither use its predictions nor probe its features. "
                                      "Pass a learner trained on these data, or a timm backbone.")
                 from sklearn.linear_model import LogisticRegression
@@ -294,14 +355,22 @@ def label_check(dls, # fastai DataLoaders; validation images are transformed, tr
             rows, examples = [('none', len(y), 0., (p0 == y).float().mean().item(), '')], {}
             for name, f in tfms.items():
                 torch.manual_seed(seed)
-                xs = torch.stack([f(im) for im in x])
+                xs = _apply(name, f, x)
                 p1 = predict(xs)
                 rows.append((name, len(y), (p1 != p0).float().mean().item(), (p1 == y).float().mean().item(),
                              _top_change(y, p0, p1, dls.vocab)))
-                ch = torch.nonzero(p1 != p0).flatten()[:n_examples]
+                ch = _example_order(y, p0, p1)[:n_examples]
                 examples[name] = (vi[ch.numpy()], x[ch], xs[ch], y[ch], p0[ch], p1[ch])
     finally: model.train(was_training)
     t = pd.DataFrame(rows, columns=['tfm', 'n', 'changed', 'accuracy', 'top_change'])
     t.insert(4, 'drop', t.accuracy.iloc[0] - t.accuracy)
     t['flagged'] = t['drop'] > max_drop
+    base, chance = t.accuracy.iloc[0], 1/dls.c
+    if base < chance + 0.5*(1 - chance):
+        warnings.warn(f"The untransformed accuracy is {base:.1%}, not far above chance ({chance:.1%}), so the changes "
+                      "measured say little about the labels. Pass a learner trained on these data, or a pretrained "
+                      "timm backbone without a head for these classes (it gets a probe).")
+    if len(y) < 50:
+        warnings.warn(f"Only {len(y)} validation images were checked, so each one moves accuracy by "
+                      f"{1/len(y):.0%}; a flag rests on a few predictions. Check more images (`n`).")
     return LabelCheck(t, 'probe' if feats else 'model', list(dls.vocab), examples, max_drop)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np, pandas as pd
 from fastcore.basics import store_attr
+from fastcore.foundation import L
 from fastai.vision.all import (DataBlock, CategoryBlock, IndexSplitter, ColReader, RandTransform, PILImage,
                                image_extensions, Image)
 from fastai.callback.data import WeightedDL
@@ -506,8 +507,8 @@ def image_dataloaders(source, # folder or CSV, see `read_source`; or an `ImageSo
     dblock = DataBlock(blocks=(RGBImageBlock(size=size, cache_mb=cache_mb), CategoryBlock(vocab=src.classes)),
                        get_x=ColReader('path'), get_y=ColReader('label'),
                        splitter=IndexSplitter(np.flatnonzero(df.is_valid.values)),
-                       item_tfms=preset.item_tfms(size, min_scale, crop_pct) + list(item_tfms or []),
-                       batch_tfms=list(batch_tfms or []))
+                       item_tfms=preset.item_tfms(size, min_scale, crop_pct) + list(L(item_tfms)),
+                       batch_tfms=list(L(batch_tfms)))
     dls = dblock.dataloaders(df, bs=bs, num_workers=0 if num_workers is None else num_workers, **dl_kwargs, **kwargs)
     for i, dl in enumerate(dls.loaders):
         dl.rng = random.Random(seed + i)  # fastai seeds its shuffle from the global `random`

@@ -209,7 +209,7 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     loss = loss_func or (LabelSmoothingCrossEntropyFlat(eps=recipe.label_smoothing) if recipe.label_smoothing else
                          CrossEntropyLossFlat())
     precision = resolve_precision(recipe.precision, dls.device.type if dls.device is not None else 'cpu')
-    cbs = list(cbs or [])
+    cbs = list(L(cbs))
     mixer = aug_preset(recipe.augment).mixer()
     if mixer and not any(isinstance(c, MixUpCutMix) for c in cbs): cbs.append(mixer)
     cbs = ([Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] +
@@ -217,7 +217,9 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     learn = Learner(dls, model, loss_func=loss, splitter=splitter, metrics=accuracy if metrics is None else metrics,
                     wd=recipe.wd, cbs=cbs, train_bn=not frozen_norm, **kwargs)
     if precision == 'fp16': learn.to_fp16()
-    learn.recipe = recipe.replace(precision=precision, mean=list(mean), std=list(std))
+    crop = next((t for t in dls.train.after_item.fs if hasattr(t, 'size') and isinstance(t.size, int)), None)
+    seen = dict(bs=dls.bs, **({'size': crop.size} if crop else {})) # what the data loaders really do
+    learn.recipe = recipe.replace(precision=precision, mean=list(mean), std=list(std), **seen)
     return learn
 
 # %% ../nbs/30_learner.ipynb #6d938255

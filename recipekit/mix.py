@@ -77,7 +77,7 @@ def soft_targets(y, # integer targets
 
 # %% ../nbs/05_mix.ipynb #ca4c33fc
 def _check_prob(name, v):
-    if not (isinstance(v, (int, float)) and 0 <= v <= 1):
+    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1):
         raise ValueError(f"`{name}` must be a probability in [0, 1], got {v!r}.")
 
 class MixUpCutMix(Callback):
@@ -88,7 +88,7 @@ class MixUpCutMix(Callback):
                  cutmix_alpha:float=1.0, # CutMix's λ ~ Beta(α, α); 0 turns CutMix off
                  p:float=1.0, # probability that a training batch is mixed at all
                  cutmix_p:float=0.5, # probability that a mixed batch uses CutMix rather than MixUp
-                 off_epochs:float=0, # final epochs of each fit without mixing: a count, or a fraction below 1
+                 off_epochs:float=0, # final epochs of each fit without mixing: 1 or more a count, below 1 a fraction
                  smoothing:float=0., # label smoothing of training targets, when the loss does not smooth itself
                 ):
         for k, v in dict(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha).items():
@@ -111,9 +111,13 @@ class MixUpCutMix(Callback):
                 f"cutmix_p={self.cutmix_p}, off_epochs={self.off_epochs}, smoothing={self.smoothing})")
 
     def before_fit(self):
+        other = [type(c).__name__ for c in self.learn.cbs if type(c).__name__ in ('MixUp', 'CutMix', 'MixHandler')]
+        if other:
+            raise ValueError(f"The learner also has fastai's {', '.join(other)}, so batches would be mixed twice. "
+                             "Keep one: remove fastai's callback (MixUpCutMix does both), or remove MixUpCutMix.")
         if self.smoothing and loss_smoothing(self.learn.loss_func):
             raise ValueError(f"Label smoothing is set twice: the loss {type(self.learn.loss_func).__name__} smooths "
-                             f"with eps={loss_smoothing(self.learn.loss_func)} and MixUpCutMix with "
+                             f"with {loss_smoothing(self.learn.loss_func)} and MixUpCutMix with "
                              f"smoothing={self.smoothing}, so targets would be smoothed twice. "
                              "Keep one: MixUpCutMix(smoothing=0), or a loss without smoothing.")
         n = self.n_epoch
@@ -178,6 +182,8 @@ def _denorm(dl, x):
 def show_train_batch(self:Learner, n:int=9, ncols:int=3, figsize=None):
     "Show `n` training images as the model gets them: augmented, and mixed by the learner's `MixUpCutMix` if any"
     import matplotlib.pyplot as plt
+    for k, v in dict(n=n, ncols=ncols).items():
+        if not (isinstance(v, int) and v >= 1): raise ValueError(f"`{k}` must be an int >= 1, got {v!r}.")
     dl, vocab = self.dls.train, self.dls.vocab
     x, y = dl.one_batch()[:2]
     mixer = next((c for c in self.cbs if isinstance(c, MixUpCutMix)), None)
@@ -188,11 +194,12 @@ def show_train_batch(self:Learner, n:int=9, ncols:int=3, figsize=None):
     for i, ax in enumerate(axs.flat):
         ax.axis('off')
         if i >= n: continue
-        ax.imshow(x2[i].permute(1, 2, 0).cpu().numpy())
+        im = x2[i].permute(1, 2, 0).cpu().numpy()
+        ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap='gray' if im.shape[-1] == 1 else None)
         if y1.is_floating_point():
-            title = ', '.join(f"{vocab[j]} {y1[i, j]:.2f}" for j in y1[i].nonzero().flatten()[:3])
-        elif kind and y1[i] != y2[i]: title = f"{vocab[y1[i]]} {lam:.2f} + {vocab[y2[i]]} {1-lam:.2f}"
-        else: title = str(vocab[y1[i]])
+            title = ', '.join(f"{vocab[j]} {float(y1[i, j]):.2f}" for j in y1[i].nonzero().flatten().tolist()[:3])
+        elif kind and y1[i] != y2[i]: title = f"{vocab[int(y1[i])]} {lam:.2f} + {vocab[int(y2[i])]} {1-lam:.2f}"
+        else: title = str(vocab[int(y1[i])])
         ax.set_title(title, fontsize=9)
     fig.suptitle(f"training batch, {kind or 'not mixed'}", fontsize=10)
     fig.tight_layout()

@@ -2,6 +2,7 @@ import numpy as np, pandas as pd, pytest, torch
 from torch import nn
 from PIL import Image
 from torchvision.transforms import v2
+import torchvision.transforms.functional as TF
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, parent_label, RandomSplitter, get_image_files,
                                Normalize, PILImage, TensorCategory, set_seed)
 from recipekit.augment import (ResizedCrop, TorchvisionAug, RandAugment, TrivialAugment, AUG_PRESETS, aug_preset,
@@ -160,7 +161,7 @@ def test_label_check_bad_input(tmp_path):
     with pytest.raises(TypeError, match='`model` must be a Learner or a torch module'): label_check(dls, 'resnet18')
     with pytest.raises(ValueError, match='`max_drop` must be in'): label_check(dls, HalfModel(), max_drop=5)
     three = nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
-    with pytest.raises(ValueError, match='has 3 outputs for 2 classes and is not a timm model'): label_check(dls, three)
+    with pytest.raises(ValueError, match='has 3 output\\(s\\) for 2 classes and is not a timm model'): label_check(dls, three)
 
 def test_digits_probe_finds_six_into_nine(tmp_path):
     dls = image_dataloaders(digits_folder(tmp_path/'d'), size=64, augment='none',
@@ -176,3 +177,60 @@ def test_hymenoptera_hflip_is_not_flagged():
     dls = image_dataloaders(src, size=160, augment='none', batch_tfms=[Normalize.from_stats([0.5]*3, [0.5]*3)])
     lc = label_check(dls, create_backbone('tf_efficientnet_lite0'), tfms=['hflip'])
     assert lc.flagged == [] and lc.table.accuracy.iloc[0] > 0.85
+
+@pytest.mark.parametrize('f,msg', [(lambda x: x[:, :16], r'input\'s shape \(3, 32, 32\), got Tensor \(3, 16, 32\)'),
+                                   (lambda x: x.float(), 'torch.float32'),
+                                   (lambda x: x.numpy(), 'got ndarray')])
+def test_label_check_own_transform_must_keep_the_image(tmp_path, f, msg):
+    dls = image_dataloaders(halves(tmp_path/'h'), size=32, augment='none', valid_pct=0.5)
+    with pytest.raises(ValueError, match=msg): label_check(dls, HalfModel(), tfms={'mine': f})
+    lc = label_check(dls, HalfModel(), tfms={'invert': lambda x: 255 - x})  # own transforms that keep the image
+    assert lc.table.set_index('tfm').loc['invert', 'accuracy'] == 0.0
+
+def test_label_check_n(tmp_path):
+    dls = image_dataloaders(halves(tmp_path/'h'), size=32, augment='none', valid_pct=0.5)
+    assert label_check(dls, HalfModel(), tfms=['vflip'], n=3).table.n.tolist() == [3, 3]
+    with pytest.raises(ValueError, match='`n` must be an int >= 1, got 0'): label_check(dls, HalfModel(), n=0)
+
+@pytest.mark.parametrize('tfm', [RandAugment(), TrivialAugment(), ResizedCrop(16)], ids=['randaug', 'trivial', 'crop'])
+def test_item_transforms_refuse_batch_tfms(tmp_path, tfm):
+    with pytest.raises(TypeError, match='is an item transform.*Put it in `item_tfms`'):
+        image_dataloaders(make_colours(tmp_path/'c'), size=16, augment='none', batch_tfms=tfm).one_batch()
+
+@pytest.mark.parametrize('make,msg', [(lambda: ResizedCrop(0), '`size` must be a positive int'),
+                                      (lambda: ResizedCrop(32.5), '`size` must be a positive int'),
+                                      (lambda: ResizedCrop(32, ratio=(2, 1)), '`ratio` must be \\(low, high\\)'),
+                                      (lambda: TrivialAugment(num_magnitude_bins=0), '`num_magnitude_bins` must be'),
+                                      (lambda: RandAugment(num_magnitude_bins=1), '`num_magnitude_bins` must be')])
+def test_transform_arguments_checked_early(make, msg):
+    with pytest.raises(ValueError, match=msg): make()
+
+@pytest.mark.parametrize('args,msg', [((0, 5), '`per_class` must be a positive number'),
+                                      ((10, 0), '`epochs` must be an int >= 1'), ((10, 2.5), '`epochs` must be an int')])
+def test_choose_augment_bad_input(args, msg):
+    with pytest.raises(ValueError, match=msg): choose_augment(*args)
+
+def test_label_check_warns_on_chance_and_few_images(tmp_path):
+    dls = image_dataloaders(halves(tmp_path/'h'), size=32, augment='none', valid_pct=0.5)
+    with pytest.warns(UserWarning, match='Only 8 validation images were checked'):
+        label_check(dls, HalfModel(), tfms=['vflip'])
+    class Coin(nn.Module):
+        def forward(self, x): return torch.zeros(len(x), 2)  # always 'left': 50%, chance
+    with pytest.warns(UserWarning, match='untransformed accuracy is 50.0%, not far above chance'):
+        label_check(dls, Coin(), tfms=['vflip'])
+
+def test_label_check_more_bad_input(tmp_path):
+    dls = image_dataloaders(halves(tmp_path/'h'), size=32, augment='none', valid_pct=0.5)
+    with pytest.raises(ValueError, match="'none' names the untransformed baseline"):
+        label_check(dls, HalfModel(), tfms={'none': TF.hflip})
+    with pytest.raises(TypeError, match="Label checks \\['x'\\] are not callable"): label_check(dls, HalfModel(), tfms={'x': 3})
+    with pytest.raises(TypeError, match='Is the order `label_check\\(dls, model\\)`'): label_check(HalfModel(), dls)
+    with pytest.raises(ValueError, match="Label check 'boom' failed on a uint8.*ZeroDivisionError"):
+        label_check(dls, HalfModel(), tfms={'boom': lambda x: 1/0})
+    lc = label_check(dls, HalfModel(), tfms=['hflip'])
+    assert repr(lc) == lc.summary() and len(repr(lc)) < 300
+
+def test_recipe_learner_records_what_the_data_loaders_do(tmp_path):
+    dls = image_dataloaders(make_colours(tmp_path/'c'), size=24, bs=4)
+    learn = recipe_learner(dls, 'tf_efficientnet_lite0', pretrained=False, cbs=MixUpCutMix())  # one callback, no list
+    assert (learn.recipe.size, learn.recipe.bs) == (24, 4) and sum(isinstance(c, MixUpCutMix) for c in learn.cbs) == 1

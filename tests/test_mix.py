@@ -226,3 +226,21 @@ def test_show_train_batch_titles_mixed_labels():
     learn.dls.vocab = CategoryMap(['a', 'b', 'c', 'd'])
     fig = learn.show_train_batch(n=2)
     assert [ax.get_title() for ax in fig.axes[:2]] == ['a 0.70 + c 0.30', 'c 0.70 + a 0.30']
+
+def test_fastai_mixup_beside_ours_is_refused():
+    learn = tiny_learner([MixUp(), MixUpCutMix()])
+    with pytest.raises(ValueError, match="also has fastai's MixUp, so batches would be mixed twice"): fit(learn)
+
+def test_p_must_be_a_number_not_a_bool():
+    with pytest.raises(ValueError, match='`p` must be a probability'): MixUpCutMix(p=True)
+
+def test_show_train_batch_multi_hot_and_bad_n():
+    import matplotlib; matplotlib.use('Agg')
+    from fastai.data.transforms import CategoryMap
+    targets = torch.tensor([[1., 0, 1, 0], [0, 1, 0, 0]])
+    learn = tiny_learner(Forced(0.7, perm=torch.tensor([1, 0]), p=1, cutmix_p=0), loss_func=BCEWithLogitsLossFlat(),
+                         n=2, targets=targets, shuffle=False)
+    learn.dls.vocab = CategoryMap(['a', 'b', 'c', 'd'])
+    fig = learn.show_train_batch(n=2)
+    assert fig.axes[0].get_title() == 'a 0.70, b 0.30, c 0.70'
+    with pytest.raises(ValueError, match='`n` must be an int >= 1, got 0'): learn.show_train_batch(n=0)
