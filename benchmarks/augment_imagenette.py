@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/augment_imagenette.py [--size 64] [--epochs 5] [--arms fastai none crop flip ...]
 
-Every arm trains the same timm ResNet-18 from the same random init (`--seed`, default 0) on Imagenette-160's 9,469 training photos
-(clean labels) for the same epochs with `fit_one_cycle`, bf16 autocast on CPU (recipekit's `Precision` callback, the
-same for all arms), ImageNet normalization, and is measured on the 3,925 validation photos. Only the data pipeline
-differs:
+Every arm trains the same timm ResNet-18 from the same random init (`--seed`, default 0) on Imagenette-160's
+9,469 training photos (clean labels) for the same epochs with `fit_one_cycle`, bf16 autocast on CPU (recipekit's
+`Precision` callback, the same for all arms), ImageNet normalization, and is measured on the 3,925 validation photos.
+Only the data pipeline differs:
   fastai    `ImageDataLoaders`-style DataBlock, `item_tfms=Resize(size)`, `batch_tfms=aug_transforms()` (flip, rotate,
             zoom, warp, lighting), fastai's default worker processes
   <preset>  `image_dataloaders(..., augment=preset)`; the `mix` preset also gets its `MixUpCutMix` callback
@@ -71,7 +71,8 @@ def main():
         src.df = df.groupby(df.is_valid.astype(bool)).head(a.limit).reset_index(drop=True)
     n_train = int((~src.df.is_valid.astype(bool)).sum())
     default, why = choose_augment(n_train/len(src.classes), a.epochs)
-    print(f"{a.arch}, random init (seed {a.seed}), {a.size} px, {a.epochs} epochs, bs {a.bs}, lr {a.lr}; {n_train} train / "
+    print(f"{a.arch}, random init (seed {a.seed}), {a.size} px, {a.epochs} epochs, bs {a.bs}, lr {a.lr}; "
+          f"{n_train} train / "
           f"{int(src.df.is_valid.astype(bool).sum())} valid images; recipekit's default for this budget: {default!r}",
           flush=True)
     res = {}

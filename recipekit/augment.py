@@ -178,7 +178,8 @@ def choose_augment(per_class:float, # training images per class
 def _does(t, split_idx:int) -> str:
     if hasattr(t, 'describe'): return t.describe(split_idx)
     if type(t).__name__ == 'Normalize':
-        return f"Normalize mean={np.round(t.mean.flatten().tolist(), 4).tolist()} std={np.round(t.std.flatten().tolist(), 4).tolist()}"
+        r = lambda v: np.round(v.flatten().tolist(), 4).tolist()
+        return f"Normalize mean={r(t.mean)} std={r(t.std)}"
     if getattr(t, 'split_idx', None) not in (None, split_idx): return '-'
     return repr(t).split('\n')[0]
 
@@ -326,7 +327,8 @@ def label_check(dls, # fastai DataLoaders; validation images are transformed, tr
         raise TypeError("`tfms` must be a non-empty dict of name -> transform, a list of names, or None.")
     if 'none' in tfms: raise ValueError("'none' names the untransformed baseline; give your transform another name.")
     bad = [k for k, f in tfms.items() if not callable(f)]
-    if bad: raise TypeError(f"Label checks {bad} are not callable; each must be a function of a uint8 (3, H, W) tensor.")
+    if bad: raise TypeError(f"Label checks {bad} are not callable; each must be a function of a uint8 (3, H, W) "
+                            "tensor.")
     if not (isinstance(n_examples, int) and n_examples >= 0):
         raise ValueError(f"`n_examples` must be an int >= 0, got {n_examples!r}.")
     if not isinstance(seed, int): raise TypeError(f"`seed` must be an int, got {seed!r}.")

@@ -127,7 +127,7 @@ def choose_recipe(n_train:int, # training images
         r = r.replace(freeze_epochs=0, epochs=max(r.epochs + r.freeze_epochs, 1), norm_policy='train')
         r.reasons.append("random init: no frozen stage (a random body has nothing to keep), trainable norm layers")
     n_epochs = overrides.get('freeze_epochs', r.freeze_epochs) + overrides.get('epochs', r.epochs)
-    name, why = choose_augment(per_class, n_epochs, flips=short_side >= 32)
+    name, why = choose_augment(per_class, max(n_epochs, 1), flips=short_side >= 32) # 0 epochs: Recipe says why
     r = r.replace(augment=name); r.reasons.append(f"augmentation: {why}")
     if overrides:
         r = r.replace(**overrides)

@@ -161,7 +161,8 @@ def test_label_check_bad_input(tmp_path):
     with pytest.raises(TypeError, match='`model` must be a Learner or a torch module'): label_check(dls, 'resnet18')
     with pytest.raises(ValueError, match='`max_drop` must be in'): label_check(dls, HalfModel(), max_drop=5)
     three = nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
-    with pytest.raises(ValueError, match='has 3 output\\(s\\) for 2 classes and is not a timm model'): label_check(dls, three)
+    with pytest.raises(ValueError, match='has 3 output\\(s\\) for 2 classes and is not a timm model'):
+        label_check(dls, three)
 
 def test_digits_probe_finds_six_into_nine(tmp_path):
     dls = image_dataloaders(digits_folder(tmp_path/'d'), size=64, augment='none',
@@ -206,7 +207,8 @@ def test_transform_arguments_checked_early(make, msg):
     with pytest.raises(ValueError, match=msg): make()
 
 @pytest.mark.parametrize('args,msg', [((0, 5), '`per_class` must be a positive number'),
-                                      ((10, 0), '`epochs` must be an int >= 1'), ((10, 2.5), '`epochs` must be an int')])
+                                      ((10, 0), '`epochs` must be an int >= 1'),
+                                      ((10, 2.5), '`epochs` must be an int')])
 def test_choose_augment_bad_input(args, msg):
     with pytest.raises(ValueError, match=msg): choose_augment(*args)
 
@@ -223,7 +225,8 @@ def test_label_check_more_bad_input(tmp_path):
     dls = image_dataloaders(halves(tmp_path/'h'), size=32, augment='none', valid_pct=0.5)
     with pytest.raises(ValueError, match="'none' names the untransformed baseline"):
         label_check(dls, HalfModel(), tfms={'none': TF.hflip})
-    with pytest.raises(TypeError, match="Label checks \\['x'\\] are not callable"): label_check(dls, HalfModel(), tfms={'x': 3})
+    with pytest.raises(TypeError, match="Label checks \\['x'\\] are not callable"):
+        label_check(dls, HalfModel(), tfms={'x': 3})
     with pytest.raises(TypeError, match='Is the order `label_check\\(dls, model\\)`'): label_check(HalfModel(), dls)
     with pytest.raises(ValueError, match="Label check 'boom' failed on a uint8.*ZeroDivisionError"):
         label_check(dls, HalfModel(), tfms={'boom': lambda x: 1/0})
