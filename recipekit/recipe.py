@@ -6,7 +6,7 @@ Docs: https://recipekit.github.io/recipekit/recipe.html.md"""
 
 # %% ../nbs/20_recipe.ipynb #95822a85
 from __future__ import annotations
-import json
+import json, warnings
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 
@@ -132,4 +132,8 @@ def choose_recipe(n_train:int, # training images
     if overrides:
         r = r.replace(**overrides)
         r.reasons.append(f"set by the user: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}")
+    if short_side < 32 and aug_preset(r.augment).flip:
+        warnings.warn(f"augment={r.augment!r} mirrors training images, but these are tiny glyph-like images "
+                      f"(median short side {short_side:.0f} px), where a mirrored image is often another class. "
+                      "Run `label_check` with 'hflip' to see, or use augment='crop'.")
     return r

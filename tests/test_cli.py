@@ -149,3 +149,13 @@ def test_augment_preset_from_the_command_line(tmp_path, capsys, monkeypatch):
     assert "recipe: augmentation: 2 epochs on 5 images per class: 'flip'" in out
     with pytest.raises(SystemExit): main(['train', str(data), '--augment', 'heavy'])
     assert "invalid choice: 'heavy'" in capsys.readouterr().err
+
+def test_flipping_preset_on_tiny_images_warns(tmp_path, capsys, monkeypatch):
+    from recipekit.recipe import choose_recipe
+    with pytest.warns(UserWarning, match="augment='mix' mirrors training images, but these are tiny glyph-like images"):
+        r = choose_recipe(1437, 10, short_side=8, augment='mix')
+    assert r.augment == 'mix'
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert choose_recipe(1437, 10, short_side=8).augment == 'crop'  # the chosen preset does not warn
