@@ -12,6 +12,8 @@ import numpy as np, pandas as pd, torch
 from fastcore.basics import store_attr
 from fastai.vision.all import RandTransform, PILImage, Image, TensorImage
 from fastai.learner import Learner
+from fastai.callback.mixup import MixHandler
+from fastai.data.transforms import Normalize
 from fastai.data.core import DataLoaders
 from torch import nn
 import torchvision.transforms as T
@@ -177,7 +179,7 @@ def choose_augment(per_class:float, # training images per class
 # %% ../nbs/04_augment.ipynb #7c758c9b
 def _does(t, split_idx:int) -> str:
     if hasattr(t, 'describe'): return t.describe(split_idx)
-    if type(t).__name__ == 'Normalize':
+    if isinstance(t, Normalize):
         r = lambda v: np.round(v.flatten().tolist(), 4).tolist()
         return f"Normalize mean={r(t.mean)} std={r(t.std)}"
     if getattr(t, 'split_idx', None) not in (None, split_idx): return '-'
@@ -192,7 +194,7 @@ def augment_table(obj) -> pd.DataFrame:
             for t in getattr(dls.train, stage).fs]
     if isinstance(obj, Learner):
         rows += [('callback', type(c).__name__, repr(c), '-') for c in obj.cbs
-                 if isinstance(c, MixUpCutMix) or type(c).__name__ in ('MixUp', 'CutMix')]
+                 if isinstance(c, (MixUpCutMix, MixHandler))]
     return pd.DataFrame(rows, columns=['stage', 'tfm', 'train', 'valid'])
 
 # %% ../nbs/04_augment.ipynb #f903ae6f
@@ -201,8 +203,7 @@ def _rot(k): return lambda x: torch.rot90(x, k, (-2, -1))
 def label_checks() -> dict:
     "The default candidates of `label_check`: name -> function of a uint8 (3, H, W) image tensor"
     return {'hflip': TF.hflip, 'vflip': TF.vflip, 'rot90': _rot(1), 'rot180': _rot(2),
-            'trivial': v2.TrivialAugmentWide(interpolation=v2.InterpolationMode.BILINEAR),
-            'randaug': v2.RandAugment(interpolation=v2.InterpolationMode.BILINEAR)}
+            'trivial': TrivialAugment().tfm, 'randaug': RandAugment().tfm} # the presets' own ops
 
 def _clean(dls, ds, idxs):
     "uint8 images (N, 3, H, W) and targets of items `idxs` of `ds`, through the validation item transforms"
@@ -225,23 +226,15 @@ def _apply(name, f, x):
         out.append(o)
     return torch.stack(out)
 
-def _example_order(y, p0, p1):
-    "Indices of changed predictions: the most common lost 'label -> prediction' pair first, then other losses"
-    ch = torch.nonzero(p1 != p0).flatten()
-    lost = (p0 == y) & (p1 != y)
-    if not lost.any(): return ch
-    pairs = pd.Series(list(zip(y[lost].tolist(), p1[lost].tolist()))).value_counts()
-    a, b = pairs.index[0]
-    key = [0 if (y[i] == a and p1[i] == b and lost[i]) else 1 if lost[i] else 2 for i in ch.tolist()]
-    return ch[torch.as_tensor(np.argsort(key, kind='stable'), dtype=torch.long)]
-
-def _top_change(y, p0, p1, vocab) -> str:
-    "The most common 'label -> new prediction' among images predicted right before the transform and wrong after"
-    lost = (p0 == y) & (p1 != y)
-    if not lost.any(): return ''
+def _changes(y, p0, p1, vocab) -> tuple:
+    ("The most common 'label -> new prediction' among images predicted right before the transform and wrong after, "
+     "and the indices of changed predictions with that pair first, then the other losses")
+    ch, lost = torch.nonzero(p1 != p0).flatten(), (p0 == y) & (p1 != y)
+    if not lost.any(): return '', ch
     pairs = pd.Series(list(zip(y[lost].tolist(), p1[lost].tolist()))).value_counts()
     (a, b), k = pairs.index[0], pairs.iloc[0]
-    return f"{vocab[a]} -> {vocab[b]} ({k} of {int((y == a).sum())})"
+    key = [0 if (lost[i] and y[i] == a and p1[i] == b) else 1 if lost[i] else 2 for i in ch.tolist()]
+    return f"{vocab[a]} -> {vocab[b]} ({k} of {int((y == a).sum())})", ch[torch.as_tensor(np.argsort(key, kind='stable'), dtype=torch.long)]
 
 @torch.no_grad()
 def _outputs(dls, model, x, feats:bool, bs:int=64):
@@ -359,9 +352,9 @@ def label_check(dls, # fastai DataLoaders; validation images are transformed, tr
                 torch.manual_seed(seed)
                 xs = _apply(name, f, x)
                 p1 = predict(xs)
-                rows.append((name, len(y), (p1 != p0).float().mean().item(), (p1 == y).float().mean().item(),
-                             _top_change(y, p0, p1, dls.vocab)))
-                ch = _example_order(y, p0, p1)[:n_examples]
+                top, ch = _changes(y, p0, p1, dls.vocab)
+                rows.append((name, len(y), (p1 != p0).float().mean().item(), (p1 == y).float().mean().item(), top))
+                ch = ch[:n_examples]
                 examples[name] = (vi[ch.numpy()], x[ch], xs[ch], y[ch], p0[ch], p1[ch])
     finally: model.train(was_training)
     t = pd.DataFrame(rows, columns=['tfm', 'n', 'changed', 'accuracy', 'top_change'])

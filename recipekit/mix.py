@@ -14,10 +14,11 @@ from torch.distributions.beta import Beta
 from fastcore.basics import patch, store_attr
 from fastai.callback.core import Callback
 from fastai.learner import Learner
+from fastai.callback.mixup import MixHandler
 from fastai.losses import LabelSmoothingCrossEntropy, LabelSmoothingCrossEntropyFlat
 
 # %% auto #0
-__all__ = ['cutmix_box', 'loss_smoothing', 'is_cross_entropy', 'uniform_ce', 'mix_loss', 'soft_targets', 'MixUpCutMix']
+__all__ = ['cutmix_box', 'loss_smoothing', 'is_cross_entropy', 'uniform_ce', 'mix_loss', 'MixUpCutMix']
 
 # %% ../nbs/05_mix.ipynb #328c9a0c
 def cutmix_box(h:int, # image height
@@ -68,13 +69,6 @@ def mix_loss(loss_func, # the learner's loss, called with integer targets
     if not smoothing: return loss
     return (1 - smoothing)*loss + smoothing*uniform_ce(pred, getattr(loss_func, 'reduction', 'mean'))
 
-def soft_targets(y, # integer targets
-                 c:int, # number of classes
-                 smoothing:float=0., # label smoothing ε
-                ):
-    "One-hot targets for `y`, label-smoothed: (1-ε)·onehot + ε/`c`"
-    return F.one_hot(y.long(), c).float()*(1 - smoothing) + smoothing/c
-
 # %% ../nbs/05_mix.ipynb #ca4c33fc
 def _check_prob(name, v):
     if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1):
@@ -111,7 +105,7 @@ class MixUpCutMix(Callback):
                 f"cutmix_p={self.cutmix_p}, off_epochs={self.off_epochs}, smoothing={self.smoothing})")
 
     def before_fit(self):
-        other = [type(c).__name__ for c in self.learn.cbs if type(c).__name__ in ('MixUp', 'CutMix', 'MixHandler')]
+        other = [type(c).__name__ for c in self.learn.cbs if isinstance(c, MixHandler)]
         if other:
             raise ValueError(f"The learner also has fastai's {', '.join(other)}, so batches would be mixed twice. "
                              "Keep one: remove fastai's callback (MixUpCutMix does both), or remove MixUpCutMix.")
