@@ -234,7 +234,8 @@ def _changes(y, p0, p1, vocab) -> tuple:
     pairs = pd.Series(list(zip(y[lost].tolist(), p1[lost].tolist()))).value_counts()
     (a, b), k = pairs.index[0], pairs.iloc[0]
     key = [0 if (lost[i] and y[i] == a and p1[i] == b) else 1 if lost[i] else 2 for i in ch.tolist()]
-    return f"{vocab[a]} -> {vocab[b]} ({k} of {int((y == a).sum())})", ch[torch.as_tensor(np.argsort(key, kind='stable'), dtype=torch.long)]
+    order = torch.as_tensor(np.argsort(key, kind='stable'), dtype=torch.long)
+    return f"{vocab[a]} -> {vocab[b]} ({k} of {int((y == a).sum())})", ch[order]
 
 @torch.no_grad()
 def _outputs(dls, model, x, feats:bool, bs:int=64):
