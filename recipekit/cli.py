@@ -42,6 +42,12 @@ def _parser():
     t.add_argument('--lr', type=float, help='head learning rate')
     t.add_argument('--bs', type=int, help='batch size')
     t.add_argument('--seed', type=int, help='seed of the split, init and data order')
+    t.add_argument('--strategy', choices=['features', 'partial', 'gradual', 'full'],
+                   help='transfer strategy (default: chosen from the images per class and a linear probe)')
+    t.add_argument('--budget', type=float, metavar='MINUTES',
+                   help='time the run may take; the chooser picks the best probed backbone that fits')
+    t.add_argument('--no-probe', action='store_true',
+                   help='skip the linear probe of candidate backbones and decide from the image counts alone')
     t.add_argument('--augment', choices=['none', 'crop', 'flip', 'trivial', 'randaug', 'mix'],
                    help='augmentation preset, weakest first (default: chosen from the data and the epochs)')
     t.add_argument('--label-col', default='label', help='CSV column with the labels (default: label)')
@@ -74,6 +80,12 @@ def _median_short_side(audit) -> float:
     f = audit.files[audit.files.error.isna()]
     return float(f[['width', 'height']].min(axis=1).median()) if len(f) else 224.
 
+def _input_size(arch:str) -> int:
+    "The image side `arch` was pretrained at, from timm's pretrained config"
+    import timm
+    cfg = timm.models.get_pretrained_cfg(arch)
+    return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
+
 def train(args, log=print) -> dict:
     "Run `recipekit train` with parsed `args`; returns the final figures and the run folder"
     t0 = time.time()
@@ -99,7 +111,8 @@ def train(args, log=print) -> dict:
             "Pass --dedupe to move them into training; `recipekit check DATA` lists them all.")
     overrides = {k: v for k, v in dict(arch=args.arch, weights=args.weights, size=args.size, epochs=args.epochs,
                                        freeze_epochs=args.freeze_epochs, lr=args.lr, bs=args.bs,
-                                       seed=args.seed, augment=args.augment).items() if v is not None}
+                                       seed=args.seed, augment=args.augment, strategy=args.strategy).items()
+                 if v is not None}
     if args.no_pretrained: overrides['pretrained'] = False
     n_train = int((~D.split_source(src, R.Recipe.valid_pct, args.seed or 0)).sum())
     if args.recipe:
@@ -107,7 +120,16 @@ def train(args, log=print) -> dict:
         recipe.reasons = ([f"loaded from {args.recipe}"] +
                           ([f"set by the user: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}"]
                            if overrides else []))
-    else: recipe = R.choose_recipe(n_train, len(src.classes), short_side=_median_short_side(audit), **overrides)
+    else:
+        short, probes = _median_short_side(audit), None
+        if args.budget is not None and not args.budget > 0:
+            raise ValueError(f"--budget must be a positive number of minutes, got {args.budget}.")
+        if short >= 32 and not (args.no_probe or args.no_pretrained):
+            from recipekit.transfer import probe_backbones, PROBE_CANDIDATES
+            cands = [(args.arch, args.size or _input_size(args.arch))] if args.arch else PROBE_CANDIDATES
+            probes = probe_backbones(src, cands, seed=args.seed or 0, check=False, log=log)
+        recipe = R.choose_recipe(n_train, len(src.classes), short_side=short, probes=probes, n_valid=len(src.df) - n_train,
+                                 budget_s=args.budget*60 if args.budget else None, **overrides)
     if recipe.bs > n_train:
         recipe = recipe.replace(bs=max(n_train, 1))
         recipe.reasons.append(f"batch size lowered to the {n_train} training images")

@@ -6,7 +6,7 @@ Docs: https://recipekit.github.io/recipekit/learner.html.md"""
 
 # %% ../nbs/30_learner.ipynb #06aa87c8
 from __future__ import annotations
-import warnings
+import math, warnings
 from functools import partial
 import numpy as np, pandas as pd, torch, timm
 from torch import nn
@@ -14,52 +14,23 @@ from fastcore.basics import patch, store_attr
 from fastcore.foundation import L
 from fastai.learner import Learner
 from fastai.callback.core import Callback
-from fastai.callback.training import BnFreeze
 from fastai.data.transforms import Normalize
 from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
-from timm.models import group_parameters
 
 from .weights import create_backbone, norm_stats, check_arch
 from .recipe import Recipe
 from .audit import dataset_stats
 from .augment import aug_preset
 from .mix import MixUpCutMix
+from .transfer import (timm_groups, random_tfms, TimmSplitter, FreezeNorm, frozen_norm_names, bf16_supported,
+                                _n_groups, layer_lrs)
 
 # %% auto #0
-__all__ = ['NORM_TYPES', 'timm_groups', 'norm_modules', 'bf16_supported', 'resolve_precision', 'Precision', 'resolve_stats',
-           'split_by_names', 'recipe_learner']
+__all__ = ['resolve_precision', 'Precision', 'resolve_stats', 'recipe_learner', 'gradual_stages']
 
 # %% ../nbs/30_learner.ipynb #d2f810b7
-def timm_groups(model:nn.Module, coarse:bool=True) -> list:
-    "Lists of parameter names, one per group of timm's `group_matcher`, the new head (and anything unmatched) last"
-    if not hasattr(model, 'group_matcher'):
-        raise ValueError(f"{type(model).__name__} has no `group_matcher`, so recipekit cannot split it "
-                         "into layer groups. Use a timm model, or pass your own `splitter` to fastai's `Learner`.")
-    groups = list(group_parameters(model, model.group_matcher(coarse=coarse)).values())
-    head = {n for n, _ in model.get_classifier().named_parameters(prefix=model.pretrained_cfg.get('classifier', ''))}
-    in_last = bool(head & set(groups[-1])) # timm puts the classifier in its last group, sometimes beside a head norm
-    groups = [[n for n in g if n not in head] for g in groups]
-    if in_last: groups[-1] += sorted(head)
-    else: groups.append(sorted(head))
-    return [g for g in groups if g]
-
-# %% ../nbs/30_learner.ipynb #85ffcf88
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
-
-def norm_modules(model:nn.Module, skip_prefix:str|None=None) -> list:
-    "(name, module) of every norm layer in `model` that has parameters, except those under `skip_prefix`"
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, NORM_TYPES) and
-            any(True for _ in m.parameters(recurse=False)) and not (skip_prefix and n.startswith(skip_prefix))]
-
-# %% ../nbs/30_learner.ipynb #16f1486b
-def bf16_supported(device_type:str='cpu') -> bool:
-    "Whether `device_type` runs bf16 natively (AVX-512 BF16 or AMX on CPU; Ampere or newer on CUDA)"
-    if device_type == 'cuda': return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception: return False
-
 def resolve_precision(precision:str, device_type:str) -> str:
     "'fp32', 'bf16' or 'fp16' for `precision` on `device_type`, raising when the hardware cannot do what was asked"
     if precision == 'auto':
@@ -72,7 +43,7 @@ def resolve_precision(precision:str, device_type:str) -> str:
                       "it will be emulated and slow. Use precision='fp32' or 'auto'.")
     return precision
 
-# %% ../nbs/30_learner.ipynb #ccdb18e4
+# %% ../nbs/30_learner.ipynb #3d5f0176
 class Precision(Callback):
     ("Run the forward pass under bf16 autocast on any device (or in fp32), in channels-last format; "
      "the loss is computed in fp32")
@@ -102,7 +73,7 @@ class Precision(Callback):
     def after_cancel_batch(self): self._exit()
     def after_fit(self): self._exit()
 
-# %% ../nbs/30_learner.ipynb #f306a1f2
+# %% ../nbs/30_learner.ipynb #85ffcf88
 def _same(a, b): return np.allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), atol=1e-4)
 
 def _norms(dls, ours:bool):
@@ -152,13 +123,7 @@ def _set_normalize(dls, mean, std):
     norm = Normalize.from_stats(mean, std); norm.recipekit = True
     dls.add_tfms([norm], 'after_batch')
 
-# %% ../nbs/30_learner.ipynb #cad00390
-def split_by_names(model:nn.Module, names:list) -> list:
-    "fastai splitter: the parameters of `model` in the groups of parameter `names`"
-    params = dict(model.named_parameters())
-    return [[params[n] for n in g] for g in names]
-
-# %% ../nbs/30_learner.ipynb #cb8397a4
+# %% ../nbs/30_learner.ipynb #16f1486b
 def recipe_learner(dls, # fastai `DataLoaders` of images and one category per image
                    arch:str|None=None, # timm architecture; default: the recipe's
                    recipe:Recipe|None=None, # the recipe to apply; default: `Recipe()`
@@ -197,14 +162,12 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     _set_normalize(dls, mean, std)
 
     # parameter groups; with the frozen norm policy the body's norm layers leave the optimizer for good
-    names = timm_groups(model, coarse)
     frozen_norm = recipe.norm_policy == 'frozen' and pretrained
-    if frozen_norm:
-        frozen = set()
-        for n, m in norm_modules(model, skip_prefix=model.pretrained_cfg.get('classifier', None)):
-            m.requires_grad_(False); frozen |= {f"{n}.{k}" for k, _ in m.named_parameters()}
-        names = [g for g in ([n for n in g if n not in frozen] for g in names) if g]
-    splitter = partial(split_by_names, names=names)
+    skip = frozen_norm_names(model) if frozen_norm else set()
+    for n, p in model.named_parameters():
+        if n in skip: p.requires_grad_(False)
+    splitter = TimmSplitter(coarse, skip=skip)
+    keep_eval = recipe.norm_policy in ('frozen', 'group') and pretrained
 
     loss = loss_func or (LabelSmoothingCrossEntropyFlat(eps=recipe.label_smoothing) if recipe.label_smoothing else
                          CrossEntropyLossFlat())
@@ -213,22 +176,38 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     mixer = aug_preset(recipe.augment).mixer()
     if mixer and not any(isinstance(c, MixUpCutMix) for c in cbs): cbs.append(mixer)
     cbs = ([Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] +
-           [BnFreeze()]*frozen_norm + cbs)
+           [FreezeNorm()]*keep_eval + cbs)
     learn = Learner(dls, model, loss_func=loss, splitter=splitter, metrics=accuracy if metrics is None else metrics,
-                    wd=recipe.wd, cbs=cbs, train_bn=not frozen_norm, **kwargs)
+                    wd=recipe.wd, cbs=cbs, train_bn=not keep_eval, **kwargs)
     if precision == 'fp16': learn.to_fp16()
     crop = next((t for t in dls.train.after_item.fs if hasattr(t, 'size') and isinstance(t.size, int)), None)
     seen = dict(bs=dls.bs, **({'size': crop.size} if crop else {})) # what the data loaders really do
     learn.recipe = recipe.replace(precision=precision, mean=list(mean), std=list(std), **seen)
     return learn
 
-# %% ../nbs/30_learner.ipynb #6d938255
+# %% ../nbs/30_learner.ipynb #f306a1f2
+def gradual_stages(freeze_epochs:int, epochs:int, n_body:int, unfreeze:int) -> tuple:
+    "(epochs per stage, groups per stage) of the 'gradual' strategy: one epoch per stage, the last stage unfrozen"
+    if epochs == 0: return [freeze_epochs], unfreeze
+    stages = min(epochs, math.ceil(n_body / unfreeze))
+    groups = math.ceil(n_body / stages)
+    return [freeze_epochs] + [1]*(stages - 1) + [epochs - (stages - 1)], groups
+
 @patch
 def fit_recipe(self:Learner, epochs:int|None=None, freeze_epochs:int|None=None):
-    "Train with the plan of `self.recipe`: fastai's `fine_tune` with the recipe's epochs and learning rates"
+    "Train with the plan of `self.recipe`: its strategy, epochs and learning rates"
     r = self.recipe
     e, fe = (r.epochs if epochs is None else epochs), (r.freeze_epochs if freeze_epochs is None else freeze_epochs)
     set_seed(r.seed)
+    n = _n_groups(self)
+    decay = r.layer_decay or (1/r.lr_mult) ** (1/max(n - 1, 1))
+    if r.strategy == 'features':
+        views = r.views if random_tfms(self.dls.train) else None
+        return self.fit_head(fe, r.lr, views=views, pct_start=0.25)
+    if r.strategy == 'partial': return self.fit_gradual([fe, e], [r.lr, r.lr/2], groups=r.unfreeze, decay=decay)
+    if r.strategy == 'gradual':
+        stages, groups = gradual_stages(fe, e, n - 1, r.unfreeze)
+        return self.fit_gradual(stages, r.lr, groups=groups, decay=decay)
     if e == 0:
         self.freeze(); return self.fit_one_cycle(fe, r.lr, pct_start=0.25)
     return self.fine_tune(e, base_lr=r.lr, freeze_epochs=fe, lr_mult=r.lr_mult)

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from .augment import aug_preset, choose_augment
+from .transfer import NORM_POLICIES, STRATEGIES, choose_transfer
 
 # %% auto #0
-__all__ = ['NORM_POLICIES', 'PRECISIONS', 'Recipe', 'choose_recipe']
+__all__ = ['PRECISIONS', 'Recipe', 'choose_recipe']
 
 # %% ../nbs/20_recipe.ipynb #66dabf62
-NORM_POLICIES = ('frozen', 'train')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
 @dataclass
@@ -29,14 +29,18 @@ class Recipe:
     pretrained:bool = True # start from ImageNet weights found offline
     weights:str|None = None # explicit weights file instead of the offline search
     bs:int = 32 # batch size
+    strategy:str = 'full' # transfer strategy: 'features', 'partial', 'gradual' or 'full' (see `fit_recipe`)
     freeze_epochs:int = 4 # epochs training only the new head, body frozen
-    epochs:int = 0 # epochs training everything, after the frozen ones
-    lr:float = 1e-2 # head learning rate of the frozen stage; fastai's `fine_tune` halves it after unfreezing
-    lr_mult:float = 100 # body learning rate = head rate / `lr_mult` in the unfrozen stage
+    epochs:int = 0 # epochs training the body too, after the frozen ones
+    lr:float = 1e-2 # head learning rate of the frozen stage; halved once the body trains, as in fastai's `fine_tune`
+    lr_mult:float = 100 # lowest body learning rate = head rate / `lr_mult` in the unfrozen stages
+    layer_decay:float|None = None # rate factor from one group to the next lower; None: spread `lr_mult` evenly
+    unfreeze:int = 2 # body groups trained by 'partial', or unfrozen per stage by 'gradual'
+    views:int = 4 # augmented passes cached for 'features' when the training transforms are random
     wd:float = 0.01 # decoupled weight decay
     head_dropout:float = 0.0 # dropout before the classifier (timm's `drop_rate`)
     label_smoothing:float = 0.0 # label smoothing of the cross-entropy
-    norm_policy:str = 'frozen' # 'frozen': pretrained norm layers keep statistics and affine weights; 'train': fastai's
+    norm_policy:str = 'frozen' # 'frozen': pretrained norm layers never train; 'group': with their group; 'train': fastai's
     min_scale:float = 0.5 # smallest random-crop area when training
     augment:str = 'flip' # augmentation preset: none, crop, flip, trivial, randaug or mix (see `AUG_PRESETS`)
     crop_pct:float = 1.0 # validation center crop, fraction of the short side
@@ -52,6 +56,18 @@ class Recipe:
         if self.norm_policy not in NORM_POLICIES:
             raise ValueError(f"`norm_policy` must be one of {NORM_POLICIES}, got {self.norm_policy!r}.")
         aug_preset(self.augment)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {self.strategy!r}.")
+        if self.strategy == 'features' and self.epochs:
+            raise ValueError(f"strategy='features' trains only the classifier, for `freeze_epochs`, but epochs="
+                             f"{self.epochs} asks to train the body too. Set epochs=0, or strategy='partial', "
+                             "'gradual' or 'full'.")
+        for k in ('unfreeze', 'views'):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"`{k}` must be an int >= 1, got {v!r}.")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"`layer_decay` must be in (0, 1] or None, got {self.layer_decay!r}.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"`precision` must be one of {PRECISIONS}, got {self.precision!r}.")
         for k in ('size', 'bs'):
@@ -102,9 +118,16 @@ class Recipe:
         return type(self).from_dict({**self.to_dict(), **kwargs})
 
 # %% ../nbs/20_recipe.ipynb #ec04e42d
+def _defaults(strategy):
+    "Backbone without a probe: lite2 at its pretrained size when only a little is trained, else the faster lite0"
+    return (('tf_efficientnet_lite2', 260) if strategy in ('features', 'gradual') else ('tf_efficientnet_lite0', 160))
+
 def choose_recipe(n_train:int, # training images
                   n_classes:int, # number of classes
                   short_side:float=224, # median short side of the images, in pixels
+                  probes=None, # a `probe_backbones` table: the chooser then picks strategy and backbone from it
+                  budget_s:float|None=None, # seconds the run may take
+                  n_valid:int=0, # validation images, for the time estimate
                   **overrides # fields to set regardless of the data
                  ) -> Recipe:
     "A `Recipe` for data with `n_train` images in `n_classes` classes, with its `reasons`"
@@ -113,21 +136,25 @@ def choose_recipe(n_train:int, # training images
         r = Recipe(arch='tf_efficientnet_lite0', size=64, freeze_epochs=1, epochs=5, lr=1e-2, lr_mult=10,
                    min_scale=0.6, norm_policy='train', crop_pct=1.0,
                    reasons=[f"tiny images (median short side {short_side:.0f} px): lite0 at 64 px, no flips, "
-                            "trainable norm layers, 5 unfrozen epochs"])
-    elif per_class <= 500:
-        r = Recipe(reasons=[f"small data ({per_class:.0f} training images per class): lite2 at its pretrained 260 px, "
-                            "the head trained for 4 epochs on the frozen body with frozen batch-norm statistics; "
-                            "unfreezing the body lowered accuracy on such data"])
+                            "trainable norm layers, 5 unfrozen epochs (ImageNet features fit such images poorly)"])
     else:
-        r = Recipe(arch='tf_efficientnet_lite0', size=160, freeze_epochs=1, epochs=4, lr=4e-3, lr_mult=10,
-                   norm_policy='train',
-                   reasons=[f"{per_class:.0f} training images per class: lite0 at 160 px, 1 head epoch, "
-                            "4 epochs of everything"])
+        c = choose_transfer(n_train, n_classes, probes, budget_s=budget_s, n_valid=n_valid)
+        arch, size = (c['arch'], c['size']) if 'arch' in c else _defaults(c['strategy'])
+        plan = {k: c[k] for k in ('strategy', 'freeze_epochs', 'epochs', 'lr', 'lr_mult', 'layer_decay', 'unfreeze',
+                                  'views') if k in c}
+        norm = {'features': 'frozen', 'partial': 'group', 'gradual': 'group', 'full': 'train'}[c['strategy']]
+        r = Recipe(arch=arch, size=size, norm_policy=norm, **plan, reasons=[c['explanation']])
     if overrides.get('pretrained') is False and 'freeze_epochs' not in overrides:
-        r = r.replace(freeze_epochs=0, epochs=max(r.epochs + r.freeze_epochs, 1), norm_policy='train')
+        r = r.replace(strategy='full', freeze_epochs=0, epochs=max(r.epochs + r.freeze_epochs, 1), norm_policy='train')
         r.reasons.append("random init: no frozen stage (a random body has nothing to keep), trainable norm layers")
-    n_epochs = overrides.get('freeze_epochs', r.freeze_epochs) + overrides.get('epochs', r.epochs)
+    if r.strategy == 'features' and overrides.get('epochs') and 'strategy' not in overrides:
+        r = r.replace(strategy='full', freeze_epochs=min(r.freeze_epochs, 4), lr=r.lr, norm_policy='frozen')
+        r.reasons.append(f"epochs={overrides['epochs']} asks to train the body: strategy 'full' instead of 'features'")
+    st = overrides.get('strategy', r.strategy)
+    n_epochs = (overrides.get('views', r.views) if st == 'features' else  # cached views are what the body sees
+                overrides.get('freeze_epochs', r.freeze_epochs) + overrides.get('epochs', r.epochs))
     name, why = choose_augment(per_class, max(n_epochs, 1), flips=short_side >= 32) # 0 epochs: Recipe says why
+    if st == 'features': why = why.replace(f"{n_epochs} epochs", f"{n_epochs} cached views", 1)
     r = r.replace(augment=name); r.reasons.append(f"augmentation: {why}")
     if overrides:
         r = r.replace(**overrides)

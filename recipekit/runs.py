@@ -48,11 +48,14 @@ class EpochLog(Callback):
     ("Collect one row per epoch across fits (frozen and unfrozen stages), write them to `fname`, "
      "and pass a line to `echo`")
     order = 61 # after the `Recorder`
+    on_features = True # also log the epochs `fit_head` trains on cached features
     def __init__(self, fname=None, echo=None): store_attr(); self.rows = []
-    def before_fit(self):
-        self.stage = 'frozen' if any(not o[0].requires_grad for o in self.opt.all_params()) else 'unfrozen'
-        self.t0 = time.time()
+    def before_fit(self): self.t0 = time.time()
     def before_epoch(self): self.n_train = 0
+    def after_train(self): # what trained this epoch, after any unfreezing callback
+        self.groups = len(self.opt.param_lists) - getattr(self.opt, 'frozen_idx', 0)
+        self.stage = getattr(self.learn, 'stage_name', None) or (
+            'frozen' if any(not o[0].requires_grad for o in self.opt.all_params()) else 'unfrozen')
     def after_batch(self):
         if self.training: self.n_train += 1
     def after_epoch(self):
@@ -60,7 +63,7 @@ class EpochLog(Callback):
             return  # `validate` and `get_preds` also send this event, with no training batch
         vals = {str(k): v for k, v in zip(self.recorder.metric_names, self.recorder.log)
                 if str(k) not in ('epoch', 'time')}
-        row = dict(epoch=len(self.rows), stage=self.stage,
+        row = dict(epoch=len(self.rows), stage=self.stage, groups=self.groups,
                    **{k: float(v) for k, v in vals.items() if isinstance(v, (int, float))},
                    lr=float(self.opt.hypers[-1]['lr']), seconds=round(time.time()-self.t0, 1))
         self.t0 = time.time()
@@ -157,6 +160,7 @@ def save_run(learn, # a trained `Learner` from `recipe_learner`
     probs, targs = probs.float(), targs.long()
     acc = int((probs.argmax(1) == targs).sum())/len(targs)
     info = dict(recipe=learn.recipe.to_dict(), vocab=vocab, accuracy=acc, **(settings or {}),
+                stages=getattr(learn, 'unfreeze_log', []), # what each freeze stage trained, at which rates
                 weights_source=(None if getattr(learn.model, 'weights_source', None) is None else
                                 str(learn.model.weights_source)),
                 versions=dict(python=platform.python_version(), torch=torch.__version__, **_versions()))

@@ -3,7 +3,8 @@ import numpy as np
 from torch import nn
 from fastai.vision.all import Normalize, CancelFitException, Callback
 from recipekit.data import image_dataloaders
-from recipekit.learner import recipe_learner, timm_groups, Precision, resolve_precision, bf16_supported
+from recipekit.learner import recipe_learner, Precision, resolve_precision
+from recipekit.transfer import timm_groups, bf16_supported
 from recipekit.recipe import Recipe
 from conftest import make_colours
 
