@@ -4,7 +4,7 @@
 
 Arms (each run once per seed, wall time measured from the DataLoaders to the final validation):
   fastai       the issue's baseline: `vision_learner` + `fine_tune(3)`, lite0, 160 px, `aug_transforms`, 0.5/0.5 stats
-  fastai-same  `vision_learner` + `fine_tune` with recipekit's backbone, image size and total epoch count
+  fastai-same  `vision_learner` + `fine_tune(3)` with recipekit's backbone and image size
   recipekit    `image_dataloaders` + `recipe_learner` + `fit_recipe` with the recipe `choose_recipe` picks
 Weights for every arm come from the same offline weight packages.
 """
@@ -53,13 +53,13 @@ def main():
         for arm in a.arms:
             t = time.time()
             if arm == 'fastai': acc = fastai_arm('tf_efficientnet_lite0', 160, seed, 3)
-            elif arm == 'fastai-same': acc = fastai_arm(recipe.arch, recipe.size, seed, recipe.epochs + recipe.freeze_epochs - 1)
+            elif arm == 'fastai-same': acc = fastai_arm(recipe.arch, recipe.size, seed, 3)
             elif arm == 'recipekit': acc, _ = recipekit_arm(seed)
             else: raise SystemExit(f"unknown arm {arm!r}: use fastai, fastai-same or recipekit")
             acc = float(acc); dt = time.time() - t
             rows.setdefault(arm, []).append((acc, dt))
             print(f"seed {seed}  {arm:12s} accuracy {acc*100:5.1f}%  wall {dt:5.0f} s", flush=True)
-    print(f"\nrecipekit recipe: {recipe.arch} {recipe.size}px, {recipe.freeze_epochs} frozen + {recipe.epochs} unfrozen epochs, "
+    print(f"\nrecipekit recipe: {recipe.arch} {recipe.size}px, strategy {recipe.strategy}, {recipe.freeze_epochs} head + {recipe.epochs} body epochs, "
           f"torch threads {torch.get_num_threads()}")
     print(f"{'arm':12s} {'mean acc':>9s} {'min acc':>8s} {'mean wall':>10s} {'max wall':>9s}")
     for arm, r in rows.items():

@@ -9,7 +9,7 @@ Every arm uses tf_efficientnet_lite0 at 160 px, bs 32, ImageNet weights from the
 validation set of the data (hymenoptera: the 153 `val` photos; Imagenette: all 3,925 `val` photos). Wall time is
 measured from building the DataLoaders to the final validation; the chooser's arm includes its linear probe.
 """
-import argparse, time, warnings
+import argparse, os, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastai.vision.all import (ImageDataLoaders, Resize, aug_transforms, Normalize, vision_learner, Learner, accuracy,
@@ -40,8 +40,11 @@ def lite0_body_weights(model):
     model.load_state_dict({k: v for k, v in full.state_dict().items() if k in model.state_dict()})
 
 def fastai_dls(src, seed):
-    df = src.df.assign(is_valid=src.df.is_valid.astype(bool))
-    return ImageDataLoaders.from_df(df, fn_col='path', label_col='label', valid_col='is_valid', bs=BS, seed=seed,
+    "fastai's own pipeline: `Resize`, `aug_transforms` and the lite weights' statistics"
+    df = pd.DataFrame(dict(path=[os.path.relpath(p, src.root) for p in src.df.path], label=src.df.label,
+                           is_valid=src.df.is_valid.astype(bool)))
+    return ImageDataLoaders.from_df(df, path=src.root, fn_col='path', label_col='label', valid_col='is_valid', bs=BS,
+                                    seed=seed,
                                     item_tfms=Resize(SIZE),
                                     batch_tfms=[*aug_transforms(), Normalize.from_stats([0.5]*3, [0.5]*3)])
 

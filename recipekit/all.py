@@ -15,6 +15,7 @@ from .data import *
 from .audit import *
 from .augment import *
 from .mix import *
+from .transfer import *
 from .recipe import *
 from .learner import *
 from .runs import *

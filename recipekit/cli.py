@@ -115,13 +115,14 @@ def train(args, log=print) -> dict:
                  if v is not None}
     if args.no_pretrained: overrides['pretrained'] = False
     n_train = int((~D.split_source(src, R.Recipe.valid_pct, args.seed or 0)).sum())
+    probes = None
     if args.recipe:
         recipe = R.Recipe.load(args.recipe).replace(**overrides)
         recipe.reasons = ([f"loaded from {args.recipe}"] +
                           ([f"set by the user: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}"]
                            if overrides else []))
     else:
-        short, probes = _median_short_side(audit), None
+        short = _median_short_side(audit)
         if args.budget is not None and not args.budget > 0:
             raise ValueError(f"--budget must be a positive number of minutes, got {args.budget}.")
         if short >= 32 and not (args.no_probe or args.no_pretrained):
@@ -149,7 +150,9 @@ def train(args, log=print) -> dict:
     if tty: learn.fit_recipe()
     else:
         with learn.no_bar(), learn.no_logging(): learn.fit_recipe()
-    res = U.save_run(learn, run_dir, elog.rows, settings=dict(data=str(data), layout=src.layout,
+    probed = None if probes is None else [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+                                          for r in probes.to_dict('records')] # NaN is not JSON
+    res = U.save_run(learn, run_dir, elog.rows, settings=dict(data=str(data), layout=src.layout, probes=probed,
                                                               n_train=len(dls.train_ds), n_valid=len(dls.valid_ds)))
     dt = time.time() - t0
     log(f"done: accuracy {res['accuracy']*100:.1f}% on {res['n_valid']} validation images in {dt:.0f}s")

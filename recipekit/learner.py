@@ -7,8 +7,7 @@ Docs: https://recipekit.github.io/recipekit/learner.html.md"""
 # %% ../nbs/30_learner.ipynb #06aa87c8
 from __future__ import annotations
 import math, warnings
-from functools import partial
-import numpy as np, pandas as pd, torch, timm
+import numpy as np, pandas as pd, torch
 from torch import nn
 from fastcore.basics import patch, store_attr
 from fastcore.foundation import L
@@ -24,8 +23,7 @@ from .recipe import Recipe
 from .audit import dataset_stats
 from .augment import aug_preset
 from .mix import MixUpCutMix
-from .transfer import (timm_groups, random_tfms, TimmSplitter, FreezeNorm, frozen_norm_names, bf16_supported,
-                                _n_groups, layer_lrs)
+from .transfer import random_tfms, TimmSplitter, FreezeNorm, frozen_norm_names, bf16_supported, _n_groups
 
 # %% auto #0
 __all__ = ['resolve_precision', 'Precision', 'resolve_stats', 'recipe_learner', 'gradual_stages']

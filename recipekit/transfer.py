@@ -1,4 +1,4 @@
-"""Parameter groups from timm's `group_matcher`, discriminative rates that any fastai schedule honours, freezing that refuses to do nothing, two norm-layer policies, gradual unfreezing, head training on cached frozen features, and a chooser that picks the strategy, the backbone and the image size from the data.
+"""Parameter groups from timm's `group_matcher`, discriminative rates that any fastai schedule honours, freezing that refuses to do nothing, norm layers that stay frozen when asked, gradual unfreezing, head training on cached frozen features, and a chooser that picks the strategy, the backbone and the image size from the data.
 
 Docs: https://recipekit.github.io/recipekit/transfer.html.md"""
 
@@ -6,14 +6,12 @@ Docs: https://recipekit.github.io/recipekit/transfer.html.md"""
 
 # %% ../nbs/10_transfer.ipynb #6c84768f
 from __future__ import annotations
-import json, math, time, warnings
+import json, time
 from functools import partial
 from pathlib import Path
-import numpy as np, pandas as pd, torch, timm
+import numpy as np, pandas as pd, torch
 from torch import nn
-import torch.nn.functional as F
 from fastcore.basics import patch, store_attr
-from fastcore.foundation import L
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.data.load import DataLoader
@@ -121,7 +119,7 @@ def norm_modules(model:nn.Module, skip_prefix:str|None=None) -> list:
 
 class FreezeNorm(Callback):
     "Keep batch-norm layers whose parameters are all frozen in eval mode, so their statistics do not move"
-    order = 1 # after `TrainEvalCallback` put the model in train mode, and after any unfreezing in `before_epoch`
+    order = 1 # after `TrainEvalCallback` put the model in train mode, and after `GradualUnfreeze`
     def before_train(self): set_frozen_norm_eval(self.model)
 
 def set_frozen_norm_eval(model:nn.Module):
@@ -341,8 +339,10 @@ def fit_head(self:Learner,
              **kwargs # passed to the fit method
             ) -> Learner:
     "Train the classifier of `self` on cached frozen features; returns the feature learner"
-    if cache is None:
-        cache = getattr(self, 'feature_cache', None) or cache_features(self, views=views, augment=augment, path=path)
+    if cache is None: # the learner's last cache, unless other views are asked for
+        kept = getattr(self, 'feature_cache', None)
+        asked = views is not None or not augment or path is not None
+        cache = kept if kept is not None and not asked else cache_features(self, views=views, augment=augment, path=path)
     self.feature_cache = cache
     cbs = [c for c in self.cbs if getattr(c, 'on_features', False)]
     fl = feature_learner(self, cache) # takes the `on_features` callbacks along
@@ -358,19 +358,19 @@ PROBE_CANDIDATES = (('tf_efficientnet_lite0', 160), ('tf_efficientnet_lite0', 22
                     ('tf_efficientnet_lite1', 240), ('tf_efficientnet_lite2', 260))
 STRATEGIES = ('features', 'partial', 'full', 'gradual')
 
-def probe_score(x, y, folds:int=5, seed:int=0) -> float:
-    "Cross-validated accuracy of a logistic-regression probe on features `x` with labels `y`"
+def probe_score(x, y, folds:int=5, repeats:int=3, seed:int=0) -> float:
+    "Accuracy of a logistic-regression probe on features `x` with labels `y`, cross-validated `repeats` times"
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     y = np.asarray(y); k = min(folds, int(np.bincount(y).min()))
     if k < 2: raise ValueError("Every class needs at least 2 training images to score a probe.")
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
-    cv = StratifiedKFold(k, shuffle=True, random_state=seed)
+    cv = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
     return float(cross_val_score(clf, np.asarray(x, dtype=np.float64), y, cv=cv).mean())
 
-def probe_source(src, max_per_class:int=50, valid_pct:float=0.2, seed:int=0):
+def probe_source(src, max_per_class:int=100, valid_pct:float=0.2, seed:int=0):
     "`src` cut to at most `max_per_class` seeded training images per class (the rest of its training set dropped)"
     from recipekit.data import ImageSource, split_source
     df = src.df.assign(is_valid=split_source(src, valid_pct, seed))
@@ -381,7 +381,7 @@ def probe_source(src, max_per_class:int=50, valid_pct:float=0.2, seed:int=0):
 
 def probe_backbones(source, # folder, CSV or `ImageSource`, as for `image_dataloaders`
                     candidates=PROBE_CANDIDATES, # (timm architecture, image size) pairs
-                    max_per_class:int|None=50, # probe on at most this many training images per class; None: all
+                    max_per_class:int|None=100, # probe on at most this many training images per class; None: all
                     bs:int=32, valid_pct:float=0.2, seed:int=0,
                     dtype=None, # autocast dtype of the feature pass; default: bf16 where the CPU has it
                     log=None, # called with a line per candidate
@@ -427,7 +427,7 @@ def transfer_plan(strategy:str, per_class:float) -> dict:
     return dict(freeze_epochs=1, epochs=4 if per_class >= 1000 else 5, lr=4e-3, lr_mult=10)
 
 def _strategy(per_class, sep):
-    good = sep is None or sep >= 0.8
+    good = sep is None or sep >= 0.7
     if per_class < 20: return 'features', (f"with {per_class:.0f} images per class there is too little data to move "
                                            "the body without overfitting, so only the new classifier is trained")
     probe = "no probe was run, so the features are assumed to fit" if sep is None else \

@@ -159,3 +159,22 @@ def test_flipping_preset_on_tiny_images_warns(tmp_path, capsys, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         assert choose_recipe(1437, 10, short_side=8).augment == 'crop'  # the chosen preset does not warn
+
+def test_strategy_probe_and_stages_from_the_command_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = make_colours(tmp_path/'colours', n=6)
+    assert main(['train', str(data), '--strategy', 'gradual'] + FAST) == 0
+    out = capsys.readouterr().out
+    assert 'probe: tf_efficientnet_lite0 at 32px, linear probe 100.0%' in out  # --arch: only that backbone is probed
+    run = next((tmp_path/'runs').iterdir())
+    info = json.loads((run/'recipe.json').read_text())
+    assert info['recipe']['strategy'] == 'gradual' and "set by the user: " in info['recipe']['reasons'][-1]
+    assert [s['groups'] for s in info['stages']] == [1, 9]  # the head, then all 8 body groups of lite0
+    assert list(pd.read_csv(run/'metrics.csv').groups) == [1, 9]
+    assert info['probes'][0]['arch'] == 'tf_efficientnet_lite0' and info['probes'][0]['probe'] == 1.0
+
+def test_budget_must_be_positive(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = _err(capsys, ['train', str(make_colours(tmp_path/'c', n=6)), '--budget', '0'] + FAST)
+    assert code == 2 and '--budget must be a positive number of minutes, got 0.0' in err
+    assert not (tmp_path/'runs').exists()
