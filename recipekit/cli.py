@@ -143,7 +143,7 @@ def train(args, log=print) -> dict:
     audit.save(run_dir/'audit.csv')
     log(f"train: {recipe.arch} at {recipe.size}px, {len(dls.train_ds)} train / {len(dls.valid_ds)} valid images, "
         f"{recipe.freeze_epochs} frozen + {recipe.epochs} unfrozen epochs, {learn.recipe.precision}, "
-        f"weights from {learn.model.weights_source}")
+        (f"weights from {learn.model.weights_source}" if learn.model.weights_source else "random init"))
     tty = sys.stdout.isatty()
     elog = U.EpochLog(run_dir/'metrics.csv', echo=None if tty else log)
     learn.add_cb(elog)

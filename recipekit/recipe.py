@@ -137,14 +137,19 @@ def choose_recipe(n_train:int, # training images
                    min_scale=0.6, norm_policy='train', crop_pct=1.0,
                    reasons=[f"tiny images (median short side {short_side:.0f} px): lite0 at 64 px, no flips, "
                             "trainable norm layers, 5 unfrozen epochs (ImageNet features fit such images poorly)"])
+    elif overrides.get('pretrained') is False:
+        r = Recipe(arch='tf_efficientnet_lite0', size=160, strategy='full', freeze_epochs=0, epochs=5, lr=4e-3,
+                   norm_policy='train', reasons=["random init: the whole network trains from the start (a random "
+                                                 "body has nothing to keep), with trainable norm layers"])
     else:
-        c = choose_transfer(n_train, n_classes, probes, budget_s=budget_s, n_valid=n_valid)
+        c = choose_transfer(n_train, n_classes, probes, budget_s=budget_s, n_valid=n_valid,
+                            strategy=overrides.get('strategy'))
         arch, size = (c['arch'], c['size']) if 'arch' in c else _defaults(c['strategy'])
         plan = {k: c[k] for k in ('strategy', 'freeze_epochs', 'epochs', 'lr', 'lr_mult', 'layer_decay', 'unfreeze',
                                   'views') if k in c}
         norm = {'features': 'frozen', 'partial': 'group', 'gradual': 'group', 'full': 'train'}[c['strategy']]
         r = Recipe(arch=arch, size=size, norm_policy=norm, **plan, reasons=[c['explanation']])
-    if overrides.get('pretrained') is False and 'freeze_epochs' not in overrides:
+    if overrides.get('pretrained') is False and short_side < 32 and 'freeze_epochs' not in overrides:
         r = r.replace(strategy='full', freeze_epochs=0, epochs=max(r.epochs + r.freeze_epochs, 1), norm_policy='train')
         r.reasons.append("random init: no frozen stage (a random body has nothing to keep), trainable norm layers")
     if r.strategy == 'features' and overrides.get('epochs') and 'strategy' not in overrides:

@@ -53,9 +53,10 @@ class EpochLog(Callback):
     def before_fit(self): self.t0 = time.time()
     def before_epoch(self): self.n_train = 0
     def after_train(self): # what trained this epoch, after any unfreezing callback
-        self.groups = len(self.opt.param_lists) - getattr(self.opt, 'frozen_idx', 0)
+        n = len(self.opt.param_lists)
+        self.groups = n - getattr(self.opt, 'frozen_idx', 0)
         self.stage = getattr(self.learn, 'stage_name', None) or (
-            'frozen' if any(not o[0].requires_grad for o in self.opt.all_params()) else 'unfrozen')
+            'unfrozen' if self.groups == n else 'frozen' if self.groups == 1 else 'partial')
     def after_batch(self):
         if self.training: self.n_train += 1
     def after_epoch(self):
@@ -65,7 +66,7 @@ class EpochLog(Callback):
                 if str(k) not in ('epoch', 'time')}
         row = dict(epoch=len(self.rows), stage=self.stage, groups=self.groups,
                    **{k: float(v) for k, v in vals.items() if isinstance(v, (int, float))},
-                   lr=float(self.opt.hypers[-1]['lr']), seconds=round(time.time()-self.t0, 1))
+                   lr=float(self.opt.hypers[-1]['lr']), seconds=round(time.time()-self.t0, 3))
         self.t0 = time.time()
         self.rows.append(row)
         if self.fname: pd.DataFrame(self.rows).to_csv(self.fname, index=False)

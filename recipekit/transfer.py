@@ -19,11 +19,11 @@ from fastai.data.core import DataLoaders
 from timm.models import group_parameters
 
 # %% auto #0
-__all__ = ['NORM_TYPES', 'NORM_POLICIES', 'PROBE_CANDIDATES', 'STRATEGIES', 'timm_groups', 'split_by_names', 'TimmSplitter',
-           'layer_lrs', 'check_freeze', 'norm_modules', 'FreezeNorm', 'set_frozen_norm_eval', 'frozen_norm_names',
-           'GradualUnfreeze', 'random_tfms', 'pre_logits', 'extract_features', 'FeatureCache', 'cache_features',
-           'feature_learner', 'probe_score', 'probe_source', 'probe_backbones', 'bf16_supported', 'transfer_plan',
-           'choose_transfer']
+__all__ = ['NORM_TYPES', 'NORM_POLICIES', 'HEAD_FITS', 'PROBE_CANDIDATES', 'STRATEGIES', 'PROBE_COLUMNS', 'timm_groups',
+           'split_by_names', 'TimmSplitter', 'layer_lrs', 'check_freeze', 'norm_modules', 'FreezeNorm',
+           'set_frozen_norm_eval', 'frozen_norm_names', 'GradualUnfreeze', 'random_tfms', 'pre_logits',
+           'extract_features', 'FeatureCache', 'check_timm_head', 'cache_features', 'feature_learner', 'probe_score',
+           'probe_source', 'probe_backbones', 'bf16_supported', 'transfer_plan', 'choose_transfer']
 
 # %% ../nbs/10_transfer.ipynb #4c66a873
 def timm_groups(model:nn.Module, coarse:bool=True) -> list:
@@ -47,16 +47,31 @@ def split_by_names(model:nn.Module, names:list) -> list:
     return [[params[n] for n in g] for g in names]
 
 class TimmSplitter:
-    "fastai `splitter` for any timm model: its `timm_groups`, optionally without the parameters in `skip`"
-    def __init__(self, coarse:bool=True, skip=()): store_attr(); self.skip = set(skip)
+    "fastai `splitter` for any timm model: its `timm_groups`; parameters named in `skip` stay frozen, in no group"
+    def __init__(self, coarse:bool=True, skip=()):
+        if isinstance(skip, str) or not all(isinstance(n, str) for n in skip):
+            raise TypeError(f"`skip` must be a list of parameter names, got {skip!r}.")
+        store_attr(); self.skip = set(skip)
     def __call__(self, model):
+        params = dict(model.named_parameters())
+        unknown = sorted(self.skip - set(params))
+        if unknown: raise ValueError(f"`skip` names parameters {type(model).__name__} does not have: {unknown[:3]}. "
+                                     "Use names from `model.named_parameters()`.")
+        for n in self.skip: params[n].requires_grad_(False)
         names = [[n for n in g if n not in self.skip] for g in timm_groups(model, self.coarse)]
         return split_by_names(model, [g for g in names if g])
-    def __repr__(self): return f"TimmSplitter(coarse={self.coarse})"
+    def __repr__(self): return f"TimmSplitter(coarse={self.coarse}" + (f", skip={len(self.skip)} names)" if self.skip else ")")
 
 # %% ../nbs/10_transfer.ipynb #4e2cbae0
+def _check_lr(lr, name='lr'):
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)):
+        raise TypeError(f"`{name}` must be a number, got {type(lr).__name__}: {lr!r}.")
+    if not lr > 0: raise ValueError(f"`{name}` must be positive, got {lr!r}.")
+    return float(lr)
+
 def layer_lrs(lr:float, n_groups:int, decay:float) -> np.ndarray:
     "One rate per group: `lr` for the last (the head), times `decay` for each group further down"
+    lr = _check_lr(lr)
     if not 0 < decay <= 1: raise ValueError(f"`decay` must be in (0, 1], got {decay!r}: 0.5 halves the rate per group.")
     if n_groups < 1: raise ValueError(f"`n_groups` must be at least 1, got {n_groups}.")
     return lr * decay ** np.arange(n_groups-1, -1, -1, dtype=np.float64)
@@ -69,8 +84,10 @@ def group_lrs(self:Learner, lr:float|slice, decay:float|None=None) -> np.ndarray
     n = _n_groups(self)
     if isinstance(lr, slice):
         if decay is not None: raise ValueError("Give either a `slice(lo, hi)` or a `decay`, not both.")
-        lo, hi = lr.start, lr.stop
-        return np.array([hi]) if n == 1 else hi * (lo/hi) ** np.linspace(1, 0, n) if lo else np.array([hi/10]*(n-1)+[hi])
+        hi = _check_lr(lr.stop, 'slice.stop')
+        if lr.start is None: return np.array([hi/10]*(n-1) + [hi])  # fastai's meaning of slice(hi)
+        lo = _check_lr(lr.start, 'slice.start')
+        return np.array([hi]) if n == 1 else hi * (lo/hi) ** np.linspace(1, 0, n)
     return layer_lrs(lr, n, 1.0 if decay is None else decay)
 
 # %% ../nbs/10_transfer.ipynb #e32dfb9e
@@ -80,6 +97,8 @@ def _splitter_name(f) -> str:
 
 def check_freeze(learn:Learner, n:int):
     "Raise a `ValueError` when `learn.freeze_to(n)` would not freeze what it says"
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"`freeze_to` takes a group index (int), got {type(n).__name__}: {n!r}.")
     if learn.opt is None: learn.create_opt()
     groups, name = learn.opt.param_lists, _splitter_name(learn.splitter)
     in_groups = {id(p) for g in groups for p in g}
@@ -92,12 +111,20 @@ def check_freeze(learn:Learner, n:int):
                          "not the model's), so `freeze_to` would freeze the wrong tensors and the rest would never "
                          "train. Use a splitter for this model; for a timm model `splitter=TimmSplitter()`.")
     k = n if n >= 0 else len(groups) + n
-    if n != 0 and k <= 0:
+    if n != 0 and k <= 0 and len(groups) == 1:
         raise ValueError(f"`freeze_to({n})` would freeze nothing: the splitter {name} gives this learner "
-                         f"{len(groups)} parameter group{'s'*(len(groups) != 1)}, so every group stays trainable. "
+                         "1 parameter group, so every group stays trainable. "
                          "Give the Learner a splitter with body and head groups (`splitter=TimmSplitter()` for a "
                          "timm model, or build it with `recipe_learner`), or train without freezing "
                          "(`fit_one_cycle` instead of `fine_tune`).")
+    if n != 0 and k <= 0:
+        raise ValueError(f"`freeze_to({n})` would freeze nothing: this learner has {len(groups)} parameter groups "
+                         f"(splitter {name}), and freezing the first {len(groups)}{n:+d} of them freezes none. "
+                         f"Use `freeze()` for the head alone, or `freeze_to(-k)` with k < {len(groups)}.")
+    if k >= len(groups):
+        raise ValueError(f"`freeze_to({n})` would freeze all {len(groups)} parameter groups, the head too, so "
+                         "nothing would train. Use `freeze()` to train the head alone; to freeze everything on "
+                         "purpose, call `learn.model.requires_grad_(False)`.")
 
 _fastai_freeze_to = getattr(Learner.freeze_to, '_fastai', Learner.freeze_to)
 
@@ -150,16 +177,24 @@ def _unfreeze_top(learn, k:int):
 
 def _stage_lrs(lr, n_stages):
     if isinstance(lr, (list, tuple)):
-        if len(lr) != n_stages: raise ValueError(f"`lr` has {len(lr)} rates for {n_stages} stages: give one per stage.")
-        return list(lr)
-    return [lr] + [lr/2]*(n_stages-1)
+        if len(lr) != n_stages:
+            raise ValueError(f"`lr` gives {len(lr)} head rate(s) for {n_stages} stages: give one per stage, or one "
+                             "rate for all.")
+        return [_check_lr(r) for r in lr]
+    return [_check_lr(lr)] + [lr/2]*(n_stages-1)
+
+def _check_groups(learn):
+    "Stop gradual unfreezing on a learner whose groups cannot be unfrozen one by one"
+    check_freeze(learn, -1)
+    if _n_groups(learn) < 2: raise ValueError("Gradual unfreezing needs a body group below the head.")
 
 @patch
 def fit_gradual(self:Learner,
                 epochs:int|list=(1, 1, 1, 3), # epochs of each stage; stage 0 trains the head alone
-                lr:float|list=2e-3, # head rate per stage, or one rate halved after the head stage
+                lr:float|list|slice=2e-3, # head rate per stage; one rate is halved after the head stage; a
+                                          # `slice(lo, hi)`: head `hi`, lowest group `lo`, geometric between
                 groups:int=1, # body groups unfrozen at each stage after the first
-                decay:float=0.5, # rate factor from one group to the group below it
+                decay:float|None=None, # rate factor from one group to the group below it; default 0.5
                 pct_start:float=0.3, # one-cycle warm-up share of each stage
                 div:float=5.0, # one-cycle initial rate divisor of the unfrozen stages (fastai's `fine_tune` uses 5)
                 **kwargs # passed to `fit_one_cycle`
@@ -168,9 +203,16 @@ def fit_gradual(self:Learner,
     epochs = [epochs] if isinstance(epochs, int) else list(epochs)
     if not epochs or any(not isinstance(e, int) or e < 0 for e in epochs):
         raise ValueError(f"`epochs` must be epochs per stage (ints >= 0), got {epochs!r}.")
-    if not isinstance(groups, int) or groups < 1: raise ValueError(f"`groups` must be an int >= 1, got {groups!r}.")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"`groups` must be an int >= 1, got {groups!r}.")
     if self.opt is None: self.create_opt()
-    n, lrs = _n_groups(self), _stage_lrs(lr, len(epochs))
+    _check_groups(self)
+    n = _n_groups(self)
+    if isinstance(lr, slice):
+        if decay is not None: raise ValueError("Give either `lr=slice(lo, hi)` or a `decay`, not both.")
+        hi, lo = _check_lr(lr.stop, 'slice.stop'), _check_lr(lr.start if lr.start else lr.stop/100, 'slice.start')
+        lr, decay = hi, (lo/hi) ** (1/(n-1))
+    lrs, decay = _stage_lrs(lr, len(epochs)), 0.5 if decay is None else decay
     for i, (e, r) in enumerate(zip(epochs, lrs)):
         _unfreeze_top(self, i*groups)
         rates = layer_lrs(r, n, decay)
@@ -183,13 +225,21 @@ class GradualUnfreeze(Callback):
     "Train the head alone first, then unfreeze `groups` more parameter groups every `every` epochs of one fit"
     order = 0 # after `TrainEvalCallback`, before `FreezeNorm` puts the still-frozen norm layers in eval mode
     def __init__(self, every:int=1, groups:int=1):
-        if every < 1 or groups < 1: raise ValueError(f"`every` and `groups` must be >= 1, got {every}, {groups}.")
+        for k, v in dict(every=every, groups=groups).items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"`{k}` must be an int >= 1, got {v!r}.")
         store_attr()
+    def before_fit(self):
+        if self.learn.opt is None: self.learn.create_opt()
+        _check_groups(self.learn); self.logged = True
     def before_train(self): # only training epochs of a fit send this (`get_preds` sends `before_epoch` too)
         if self.epoch % self.every: return
         _unfreeze_top(self.learn, (self.epoch // self.every) * self.groups)
-        _log_stage(self.learn, epoch=self.epoch, groups=_trainable_groups(self.learn),
-                   lrs=[h['lr'] for h in self.opt.hypers])
+        _log_stage(self.learn, epoch=self.epoch, groups=_trainable_groups(self.learn), lrs=None)
+        self.logged = False
+    def after_batch(self): # the rates the stage's first batch ran at, set by the fit's schedule
+        if self.logged or not self.training: return
+        self.learn.unfreeze_log[-1]['lrs'] = [float(h['lr']) for h in self.opt.hypers]; self.logged = True
 
 # %% ../nbs/10_transfer.ipynb #36326105
 def random_tfms(dl) -> list:
@@ -233,26 +283,76 @@ class FeatureCache:
         return (f"FeatureCache({self.views} view(s) x {self.train.shape[1]} train, {len(self.valid)} valid, "
                 f"dim {self.train.shape[2]}, {self.info.get('seconds', 0):.1f}s to build)")
 
+def check_timm_head(model:nn.Module):
+    "Raise a `ValueError` unless `model` is a timm model with a classifier, whose body and head can be told apart"
+    if not (hasattr(model, 'forward_head') and hasattr(model, 'get_classifier')):
+        raise ValueError(f"{type(model).__name__} is not a timm model (no `forward_head`/`get_classifier`), so "
+                         "recipekit cannot tell its classifier from its body. Build the learner with `recipe_learner` "
+                         "or around `timm.create_model(...)`; fastai's `vision_learner` puts its own head on the body.")
+    if not any(True for _ in model.get_classifier().parameters()):
+        raise ValueError(f"{type(model).__name__} has no classifier (created with num_classes=0?), so there is no "
+                         "head to train. Create it with `num_classes=n` or call `model.reset_classifier(n)`.")
+
+def _items_text(ds) -> str:
+    it = getattr(ds, 'items', [])
+    if isinstance(it, pd.DataFrame): return it[[c for c in ('path', 'label') if c in it.columns] or it.columns].to_csv()
+    return '\n'.join(map(str, it))
+
+def _fingerprints(learn) -> dict:
+    "Short hashes of the training and validation items (with labels) and of the body's weights"
+    import hashlib
+    h = lambda b: hashlib.sha1(b).hexdigest()[:16]
+    head = {id(p) for p in learn.model.get_classifier().parameters()}
+    sums = [(float(p.detach().double().sum()), float(p.detach().double().abs().sum()))
+            for p in learn.model.parameters() if id(p) not in head]
+    return dict(data=h((_items_text(learn.dls.train_ds) + '|' + _items_text(learn.dls.valid_ds)).encode()),
+                body=h(repr(sums).encode()))
+
 def _cache_info(learn, views, augment):
     m = learn.model
     return dict(arch=getattr(m, 'pretrained_cfg', {}).get('architecture', type(m).__name__), views=views,
                 augment=augment, n_train=len(learn.dls.train_ds), n_valid=len(learn.dls.valid_ds),
                 size=getattr(learn, 'recipe', None) and learn.recipe.size,
-                weights=str(getattr(m, 'weights_source', None)))
+                weights=str(getattr(m, 'weights_source', None)), **_fingerprints(learn))
+
+_CACHE_FILES = ('features.json', 'train.npy', 'train_y.npy', 'valid.npy', 'valid_y.npy')
 
 def _check_cache_dir(path, info):
-    meta = Path(path)/'features.json'
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"`path` {str(path)!r} is a file; the feature cache needs a folder. Pass a new folder name.")
+    meta = path/'features.json'
     if not meta.exists():
-        if Path(path).exists() and any(Path(path).iterdir()):
+        if path.exists() and any(path.iterdir()):
             raise ValueError(f"The cache folder {str(path)!r} is not empty and holds no recipekit feature cache; "
                              "recipekit will not write into it. Pass a new or empty folder as `path`.")
         return False
-    old = {k: v for k, v in json.loads(meta.read_text()).items() if k != 'seconds'}
+    try: old = {k: v for k, v in json.loads(meta.read_text()).items() if k != 'seconds'}
+    except (json.JSONDecodeError, AttributeError): old = None
+    if old is None or any(not (path/f).is_file() for f in _CACHE_FILES):
+        raise ValueError(f"The cache folder {str(path)!r} holds an incomplete or corrupt feature cache. "
+                         "Delete the folder yourself, or pass another `path`.")
     if old != info:
-        diff = ', '.join(f"{k}: {old.get(k)!r} there, {v!r} now" for k, v in info.items() if old.get(k) != v)
+        what = {'data': 'other training or validation images', 'body': 'other body weights (trained since?)'}
+        diff = ', '.join(what.get(k, f"{k}: {old.get(k)!r} there, {v!r} now") for k, v in info.items()
+                         if old.get(k) != v)
         raise ValueError(f"The cache folder {str(path)!r} holds features of other data or another body ({diff}); "
                          "recipekit will not overwrite it. Pass a new `path`, or delete the folder yourself.")
     return True
+
+def _load_cache(p:Path) -> FeatureCache:
+    try:
+        mm = lambda n: np.load(p/n, mmap_mode='r')
+        y = lambda n: torch.from_numpy(np.load(p/n))
+        c = FeatureCache(mm('train.npy'), y('train_y.npy'), mm('valid.npy'), y('valid_y.npy'),
+                         json.loads((p/'features.json').read_text()))
+    except (ValueError, OSError) as e:
+        raise ValueError(f"The cache folder {str(p)!r} holds an incomplete or corrupt feature cache ({e}). "
+                         "Delete the folder yourself, or pass another `path`.") from None
+    if c.train.ndim != 3 or c.train.shape[1] != len(c.train_y) or len(c.valid) != len(c.valid_y):
+        raise ValueError(f"The cache folder {str(p)!r} holds arrays whose shapes do not fit together; it is corrupt. "
+                         "Delete the folder yourself, or pass another `path`.")
+    return c
 
 def cache_features(learn:Learner, # a learner whose model is a timm model
                    views:int|None=None, # augmented passes over the training set; None: one, if the tfms are fixed
@@ -261,6 +361,7 @@ def cache_features(learn:Learner, # a learner whose model is a timm model
                    dtype=None, # autocast dtype; default: bf16 when the learner's recipe trains in bf16
                   ) -> FeatureCache:
     "Compute the pre-logit features of `learn`'s training and validation sets once"
+    check_timm_head(learn.model)
     dls = learn.dls
     rnd = random_tfms(dls.train) if augment else []
     if views is None:
@@ -269,15 +370,12 @@ def cache_features(learn:Learner, # a learner whose model is a timm model
                                  "passes (epoch e trains on view e % k), or `augment=False` to cache the training "
                                  "images under the validation transforms.")
         views = 1
-    if not isinstance(views, int) or views < 1: raise ValueError(f"`views` must be an int >= 1, got {views!r}.")
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise ValueError(f"`views` must be an int >= 1, got {views!r}.")
     if not (augment and rnd): views = 1  # every pass would be identical
     if dtype is None and getattr(getattr(learn, 'recipe', None), 'precision', 'fp32') == 'bf16': dtype = torch.bfloat16
     info = _cache_info(learn, views, augment)
-    if path is not None and _check_cache_dir(path, info):
-        p = Path(path); mm = lambda n: np.load(p/n, mmap_mode='r')
-        y = lambda n: torch.from_numpy(np.load(p/n))
-        return FeatureCache(mm('train.npy'), y('train_y.npy'), mm('valid.npy'), y('valid_y.npy'),
-                            json.loads((p/'features.json').read_text()))
+    if path is not None and _check_cache_dir(path, info): return _load_cache(Path(path))
     t0 = time.time()
     src = dls.train.new(shuffle=False, drop_last=False) # dataset order, every item
     if not augment: src = dls.valid.new(dataset=dls.train_ds, shuffle=False, drop_last=False)
@@ -311,9 +409,7 @@ class _CycleViews(Callback):
 def feature_learner(learn:Learner, cache:FeatureCache) -> Learner:
     "A `Learner` that trains `learn`'s classifier on `cache`, with `learn`'s loss, optimizer and metrics"
     model = learn.model
-    if not hasattr(model, 'get_classifier'):
-        raise ValueError(f"{type(model).__name__} is not a timm model (no `get_classifier`), so recipekit cannot "
-                         "tell its classifier from its body. Use `recipe_learner` or a timm model.")
+    check_timm_head(model)
     dl = learn.dls.train
     dev = learn.dls.device or torch.device('cpu')
     train = DataLoader(_Features(cache.train, cache.train_y), bs=dl.bs, shuffle=True, drop_last=dl.drop_last, device=dev)
@@ -329,20 +425,47 @@ def feature_learner(learn:Learner, cache:FeatureCache) -> Learner:
     fl.logger = learn.logger # inside `no_logging()`
     return fl
 
+HEAD_FITS = ('fit_one_cycle', 'fit_flat_cos', 'fit_sgdr', 'fit')
+
+def _same_source(cache, learn) -> bool:
+    return all(cache.info.get(k) == v for k, v in _fingerprints(learn).items())
+
 @patch
 def fit_head(self:Learner,
              epochs:int, # epochs over the cached training features
              lr:float|None=None, # head learning rate; default: the learner's
              cache:FeatureCache|None=None, # features from `cache_features`; default: computed now and kept
-             views:int|None=None, augment:bool=True, path=None, # how to compute the cache when none is given
-             fit:str='fit_one_cycle', # fastai fit method to train with
+             views:int|None=None, # cache: augmented passes; default: 1 for fixed transforms, else the recipe's `views`
+             augment:bool=True, path=None, # cache: see `cache_features`
+             fit:str='fit_one_cycle', # fastai fit method to train with, one of `HEAD_FITS`
              **kwargs # passed to the fit method
             ) -> Learner:
     "Train the classifier of `self` on cached frozen features; returns the feature learner"
-    if cache is None: # the learner's last cache, unless other views are asked for
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`epochs` must be an int >= 1, got {epochs!r}.")
+    if lr is not None: lr = _check_lr(lr)
+    if fit not in HEAD_FITS:
+        raise ValueError(f"`fit` must be one of {HEAD_FITS}, got {fit!r} (the feature learner has one parameter "
+                         "group: there is nothing to freeze or unfreeze).")
+    check_timm_head(self.model)
+    if cache is not None:
+        if not isinstance(cache, FeatureCache):
+            raise TypeError(f"`cache` must be a FeatureCache from `cache_features`, got {type(cache).__name__}. "
+                            "For a cache on disk pass `path=` instead.")
+        if views is not None or not augment or path is not None:
+            raise ValueError("`views`, `augment` and `path` say how to build a cache; with `cache=` given they would "
+                             "be ignored. Pass one or the other.")
+        if not _same_source(cache, self):
+            raise ValueError("This cache was built from other images or from other body weights than this "
+                             "learner's (the body may have trained since). Build a new one: `cache_features(learn)`.")
+    else: # the learner's last cache, while it still fits and no other views are asked for
         kept = getattr(self, 'feature_cache', None)
         asked = views is not None or not augment or path is not None
-        cache = kept if kept is not None and not asked else cache_features(self, views=views, augment=augment, path=path)
+        if kept is not None and not asked and _same_source(kept, self): cache = kept
+        else:
+            if views is None and augment and random_tfms(self.dls.train) and hasattr(self, 'recipe'):
+                views = self.recipe.views
+            cache = cache_features(self, views=views, augment=augment, path=path)
     self.feature_cache = cache
     cbs = [c for c in self.cbs if getattr(c, 'on_features', False)]
     fl = feature_learner(self, cache) # takes the `on_features` callbacks along
@@ -391,11 +514,23 @@ def probe_backbones(source, # folder, CSV or `ImageSource`, as for `image_datalo
     from fastai.data.transforms import Normalize
     from recipekit.weights import create_backbone, norm_stats
     from recipekit.data import image_dataloaders, read_source, ImageSource
+    cands = [tuple(c) if isinstance(c, (tuple, list)) else c for c in
+             ([candidates] if isinstance(candidates, (str, tuple)) and len(candidates) == 2 and
+              isinstance(candidates[1], int) else candidates)]
+    bad = [c for c in cands if not (isinstance(c, tuple) and len(c) == 2 and isinstance(c[0], str) and
+                                    isinstance(c[1], int) and not isinstance(c[1], bool) and c[1] >= 8)]
+    if bad or not cands:
+        raise ValueError(f"`candidates` must be (timm architecture, image size) pairs such as "
+                         f"[('tf_efficientnet_lite0', 160)]; got {bad[0] if bad else candidates!r}.")
+    if max_per_class is not None and (not isinstance(max_per_class, int) or max_per_class < 2):
+        raise ValueError(f"`max_per_class` must be an int >= 2 (the probe is cross-validated) or None for all "
+                         f"images, got {max_per_class!r}.")
     if dtype is None and bf16_supported(): dtype = torch.bfloat16
-    src = source if isinstance(source, ImageSource) else read_source(source, strict=False)
+    rkw = {k: kwargs.pop(k) for k in ('label_col', 'group_col') if k in kwargs}
+    src = source if isinstance(source, ImageSource) else read_source(source, strict=False, **rkw)
     if max_per_class: src = probe_source(src, max_per_class, valid_pct, seed)
     rows = []
-    for arch, size in candidates:
+    for arch, size in cands:
         try: model = create_backbone(arch, pretrained=True, n_out=2)
         except ValueError as e:
             rows.append(dict(arch=arch, size=size, probe=np.nan, separation=np.nan, sec_per_image=np.nan,
@@ -448,23 +583,46 @@ def _run_seconds(plan, n_train, n_valid, sec):
     if plan['strategy'] == 'features': return sec * (plan['views'] * n_train + n_valid)
     return sec * (plan['freeze_epochs'] + plan['epochs']) * (3 * n_train + n_valid)
 
+def _forced(strategy, f):
+    "`_strategy` unless the user forced one"
+    if strategy is None: return f
+    def g(per_class, sep):
+        if strategy not in STRATEGIES: raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {strategy!r}.")
+        return strategy, "the strategy was set by the user"
+    return g
+
+PROBE_COLUMNS = ('arch', 'size', 'probe', 'separation', 'sec_per_image', 'note')
+
 def choose_transfer(n_train:int, # training images
                     n_classes:int, # classes
                     probes:pd.DataFrame|None=None, # a `probe_backbones` table; None: decide from the counts alone
                     budget_s:float|None=None, # seconds the run may take (estimated from the probes' timing)
                     n_valid:int=0, # validation images, for the time estimate
+                    strategy:str|None=None, # force this strategy; the chooser still picks backbone, rates, epochs
                    ) -> dict:
     "Strategy, backbone, image size, rates and epochs for transfer learning, with `explanation`, a paragraph"
-    per_class = n_train / max(n_classes, 1)
+    if not (isinstance(n_train, (int, np.integer)) and n_train >= 1):
+        raise ValueError(f"`n_train` must be the number of training images (>= 1), got {n_train!r}.")
+    if not (isinstance(n_classes, (int, np.integer)) and n_classes >= 2):
+        raise ValueError(f"`n_classes` must be at least 2 for a classifier, got {n_classes!r}.")
+    if budget_s is not None and not (isinstance(budget_s, (int, float)) and budget_s > 0):
+        raise ValueError(f"`budget_s` must be a positive number of seconds or None, got {budget_s!r}.")
+    if probes is not None and (not isinstance(probes, pd.DataFrame) or not set(PROBE_COLUMNS) <= set(probes.columns)):
+        raise ValueError(f"`probes` must be the table `probe_backbones` returns (columns {list(PROBE_COLUMNS)}), "
+                         f"got {type(probes).__name__}" + (f" with columns {list(probes.columns)}"
+                                                           if isinstance(probes, pd.DataFrame) else '') + '.')
+    decide = _forced(strategy, _strategy)
+    per_class = n_train / n_classes
     ok = probes[probes.probe.notna()] if probes is not None else None
     if ok is None or not len(ok):
-        strategy, why = _strategy(per_class, None)
+        strategy, why = decide(per_class, None)
         plan = dict(strategy=strategy, **transfer_plan(strategy, per_class))
         if probes is not None: why += f" (no candidate backbone could be probed: {'; '.join(probes.note)})"
+        if budget_s is not None: why += "; the time budget was not applied, since without a probe there is no timing"
         return dict(plan, explanation=f"Strategy {strategy!r}: {why}.")
     cands = []
     for r in ok.itertuples():
-        s, w = _strategy(per_class, r.separation)
+        s, w = decide(per_class, r.separation)
         plan = dict(strategy=s, arch=r.arch, size=int(r.size), **transfer_plan(s, per_class))
         cands.append((r, plan, w, _run_seconds(plan, n_train, n_valid, r.sec_per_image)))
     fits = [c for c in cands if budget_s is None or c[3] <= budget_s]

@@ -30,7 +30,9 @@ WEIGHT_PACKAGES = {  # timm architecture -> (module, class with `get_model_file_
 def check_arch(arch:str):
     "Raise a `ValueError` with close matches when timm has no architecture named `arch`"
     if not isinstance(arch, str):
-        raise TypeError(f"`arch` must be a timm architecture name (str), got {type(arch).__name__}: {arch!r}.")
+        shown = f": {arch!r}" if isinstance(arch, (int, float, bool, type(None))) else ''
+        raise TypeError(f"`arch` must be a timm architecture name (str), got {type(arch).__name__}{shown}. "
+                        "Pass a name such as 'tf_efficientnet_lite0'; `timm.list_models()` lists them.")
     names = timm.list_models()
     if arch in names: return arch
     close = difflib.get_close_matches(arch, names, n=3, cutoff=0.6)

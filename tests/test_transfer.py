@@ -117,8 +117,11 @@ def test_gradual_unfreeze_callback_and_epoch_log(tmp_path):
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(4, learn.group_lrs(1e-2, 0.5), cbs=[GradualUnfreeze(every=1, groups=2), log])
     assert [r['groups'] for r in log.rows] == [1, 3, 5, 6]
-    assert [r['stage'] for r in log.rows] == ['frozen']*3 + ['unfrozen']
+    assert [r['stage'] for r in log.rows] == ['frozen', 'partial', 'partial', 'unfrozen']
     assert [s['epoch'] for s in learn.unfreeze_log] == [0, 1, 2, 3]
+    lrs = learn.unfreeze_log[0]['lrs']  # the rates of the stage's first batch: one-cycle starts at lr/25
+    np.testing.assert_allclose(lrs, [1e-2/25 * 0.5**k for k in (5, 4, 3, 2, 1, 0)], rtol=1e-6)
+    assert all(type(v) is float for v in lrs)
 
 def test_gradual_stages():
     assert gradual_stages(1, 4, 8, 2) == ([1, 1, 1, 1, 1], 2)   # head, +2, +4, +6, all 8 groups
@@ -218,3 +221,75 @@ def test_recipe_validation():
     r = choose_recipe(245, 2, probes=_probes(('tf_efficientnet_lite0', 160, .948, .896, .004, '')), n_valid=153)
     assert (r.strategy, r.arch, r.size, r.norm_policy) == ('features', 'tf_efficientnet_lite0', 160, 'frozen')
     assert Recipe.from_dict(json.loads(r.to_json())) == r and 'linear probe' in r.reasons[0]
+
+def test_gradual_unfreezing_refuses_one_group_learner(tmp_path):
+    learn = _tiny(tmp_path, splitter=lambda m: [list(m.parameters())])
+    stem = learn.model.conv1.weight.clone()
+    with pytest.raises(ValueError, match='would freeze nothing'): learn.fit_gradual([1])
+    with pytest.raises(ValueError, match='would freeze nothing'):
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=GradualUnfreeze())
+    assert torch.equal(stem, learn.model.conv1.weight)  # nothing trained
+
+def test_bad_arguments_get_one_clear_error(tmp_path):
+    learn = _tiny(tmp_path)
+    for call, err, msg in [
+        (lambda: learn.freeze_to(1.5), TypeError, 'takes a group index'),
+        (lambda: learn.freeze_to(6), ValueError, 'would freeze all 6 parameter groups'),
+        (lambda: learn.freeze_to(-6), ValueError, 'freezes none'),
+        (lambda: learn.group_lrs('1e-3', .5), TypeError, '`lr` must be a number'),
+        (lambda: learn.group_lrs(-1e-3), ValueError, '`lr` must be positive'),
+        (lambda: learn.fit_gradual([1], lr=[1e-3, 1e-3]), ValueError, 'gives 2 head rate.s. for 1 stages'),
+        (lambda: learn.fit_gradual([1], lr=0), ValueError, '`lr` must be positive'),
+        (lambda: learn.fit_gradual([1], lr=slice(1e-5, 1e-3), decay=.5), ValueError, 'not both'),
+        (lambda: learn.fit_head(0), ValueError, '`epochs` must be an int >= 1'),
+        (lambda: learn.fit_head(1, lr=-1), ValueError, '`lr` must be positive'),
+        (lambda: learn.fit_head(1, fit='fine_tune'), ValueError, '`fit` must be one of'),
+        (lambda: learn.fit_head(1, cache='some/folder'), TypeError, 'For a cache on disk pass `path='),
+        (lambda: GradualUnfreeze(every=1.5), ValueError, '`every` must be an int'),
+        (lambda: TimmSplitter(skip='conv1.weight'), TypeError, 'list of parameter names'),
+        (lambda: choose_transfer(245, 1), ValueError, 'at least 2'),
+        (lambda: choose_transfer(0, 2), ValueError, '`n_train`'),
+        (lambda: choose_transfer(245, 2, budget_s=0), ValueError, '`budget_s` must be a positive'),
+        (lambda: choose_transfer(245, 2, pd.DataFrame()), ValueError, 'the table `probe_backbones` returns'),
+        (lambda: probe_backbones(tmp_path, 'tf_efficientnet_lite0'), ValueError, r'\(timm architecture, image size\)'),
+        (lambda: probe_backbones(tmp_path, [('tf_efficientnet_lite0', 32)], max_per_class=1), ValueError, '>= 2'),
+    ]:
+        with pytest.raises(err, match=msg): call()
+    with pytest.raises(ValueError, match='does not have'):
+        Learner(learn.dls, timm.create_model('resnet18', num_classes=2), splitter=TimmSplitter(skip=['nope'])).freeze()
+
+def test_feature_cache_needs_a_timm_head(tmp_path):
+    from fastai.vision.all import vision_learner
+    dls = _tiny(tmp_path).dls
+    vl = vision_learner(dls, 'resnet18', pretrained=False)
+    with pytest.raises(ValueError, match='is not a timm model'): vl.fit_head(1)
+    headless = Learner(dls, timm.create_model('resnet18', num_classes=0), loss_func=CrossEntropyLossFlat())
+    with pytest.raises(ValueError, match='has no classifier'): cache_features(headless)
+
+def test_cache_from_other_images_or_trained_body_is_refused(tmp_path):
+    learn = _tiny(tmp_path/'a')
+    c = cache_features(learn, path=tmp_path/'cache')
+    other = _tiny(tmp_path/'b')  # the same counts, sizes, arch and weights: only the images differ
+    with pytest.raises(ValueError, match='other training or validation images'):
+        cache_features(other, path=tmp_path/'cache')
+    with pytest.raises(ValueError, match='built from other images or from other body weights'):
+        other.fit_head(1, cache=c)
+    with learn.no_bar(), learn.no_logging(): learn.fit_head(1, cache=c)  # same learner: fine
+    learn.unfreeze()
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)  # the body moves
+    with pytest.raises(ValueError, match=r'other body weights \(trained since\?\)'):
+        cache_features(learn, path=tmp_path/'cache')
+    with learn.no_bar(), learn.no_logging(): learn.fit_head(1)  # its own kept cache is stale: rebuilt
+    assert learn.feature_cache is not c
+    (tmp_path/'cache'/'valid.npy').write_bytes(b'junk')
+    with pytest.raises(ValueError, match='incomplete or corrupt'): cache_features(_tiny(tmp_path/'a'), path=tmp_path/'cache')
+    (tmp_path/'file').write_text('x')
+    with pytest.raises(ValueError, match='is a file'): cache_features(learn, path=tmp_path/'file')
+
+def test_forced_strategy_gets_its_plan():
+    t = _probes(('tf_efficientnet_lite0', 160, .948, .896, .004, ''))
+    c = choose_transfer(245, 2, t, strategy='gradual')
+    assert (c['strategy'], c['epochs'], c['unfreeze']) == ('gradual', 4, 2) and 'set by the user' in c['explanation']
+    r = choose_recipe(245, 2, probes=t, strategy='full')
+    assert (r.strategy, r.freeze_epochs, r.epochs, r.norm_policy) == ('full', 1, 5, 'train')
+    assert 'budget was not applied' in choose_transfer(245, 2, budget_s=10)['explanation']
