@@ -35,7 +35,7 @@ class Recipe:
     lr:float = 1e-2 # head learning rate of the frozen stage; halved once the body trains, as in fastai's `fine_tune`
     lr_mult:float = 100 # lowest body learning rate = head rate / `lr_mult` in the unfrozen stages
     layer_decay:float|None = None # rate factor from one group to the next lower; None: spread `lr_mult` evenly
-    unfreeze:int = 2 # body groups trained by 'partial', or unfrozen per stage by 'gradual'
+    unfreeze:int = 2 # body groups trained by 'partial'; unfrozen per stage by 'gradual' (more if epochs are few)
     views:int = 4 # augmented passes cached for 'features' when the training transforms are random
     wd:float = 0.01 # decoupled weight decay
     head_dropout:float = 0.0 # dropout before the classifier (timm's `drop_rate`)

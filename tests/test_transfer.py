@@ -1,4 +1,5 @@
 import json, math, warnings
+from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, timm
 from torch import nn
 from fastai.vision.all import Learner, Callback, Normalize, CrossEntropyLossFlat, accuracy, DataLoaders, DataLoader
@@ -174,6 +175,11 @@ def test_probe_score_and_backbones(tmp_path):
     assert list(t.arch) == ['tf_efficientnet_lite0', 'resnet18']
     assert t.probe[0] == 1.0 and t.sec_per_image[0] > 0       # red vs blue
     assert np.isnan(t.probe[1]) and 'No pretrained weights' in t.note[1]  # no offline weights: reported, not raised
+    df = pd.DataFrame(dict(file=[str(p) for p in sorted(tmp_path.rglob('*.png'))]))
+    df['kind'] = [Path(p).parent.name for p in df.file]
+    df.rename(columns={'file': 'path'}).to_csv(tmp_path/'items.csv', index=False)
+    t = probe_backbones(tmp_path/'items.csv', [('tf_efficientnet_lite0', 32)], label_col='kind', check=False)
+    assert t.probe[0] == 1.0  # `label_col` reaches the CSV reader
 
 def _probes(*rows): return pd.DataFrame([dict(zip(('arch', 'size', 'probe', 'separation', 'sec_per_image', 'note'), r))
                                          for r in rows])
