@@ -142,7 +142,8 @@ def train(args, log=print) -> dict:
     run_dir = U.new_run_dir(src.name, args.out)
     audit.save(run_dir/'audit.csv')
     log(f"train: {recipe.arch} at {recipe.size}px, {len(dls.train_ds)} train / {len(dls.valid_ds)} valid images, "
-        f"{recipe.freeze_epochs} frozen + {recipe.epochs} unfrozen epochs, {learn.recipe.precision}, "
+        f"strategy {recipe.strategy}: {recipe.freeze_epochs} head + {recipe.epochs} body epochs, "
+        f"{learn.recipe.precision}, " +
         (f"weights from {learn.model.weights_source}" if learn.model.weights_source else "random init"))
     tty = sys.stdout.isatty()
     elog = U.EpochLog(run_dir/'metrics.csv', echo=None if tty else log)
