@@ -23,7 +23,8 @@ from .recipe import Recipe
 from .audit import dataset_stats
 from .augment import aug_preset
 from .mix import MixUpCutMix
-from .transfer import random_tfms, TimmSplitter, FreezeNorm, frozen_norm_names, bf16_supported, _n_groups
+from .transfer import (random_tfms, TimmSplitter, FreezeNorm, frozen_norm_names, bf16_supported, _n_groups,
+                                _log_stage)
 
 # %% auto #0
 __all__ = ['resolve_precision', 'Precision', 'resolve_stats', 'recipe_learner', 'gradual_stages']
@@ -207,5 +208,8 @@ def fit_recipe(self:Learner, epochs:int|None=None, freeze_epochs:int|None=None):
         stages, groups = gradual_stages(fe, e, n - 1, r.unfreeze)
         return self.fit_gradual(stages, r.lr, groups=groups, decay=decay)
     if e == 0:
-        self.freeze(); return self.fit_one_cycle(fe, r.lr, pct_start=0.25)
+        self.freeze(); _log_stage(self, epochs=fe, groups=1, lrs=self.group_lrs(r.lr).tolist())
+        return self.fit_one_cycle(fe, r.lr, pct_start=0.25)
+    if fe: _log_stage(self, epochs=fe, groups=1, lrs=self.group_lrs(slice(r.lr)).tolist()) # fine_tune's two stages
+    _log_stage(self, epochs=e, groups=n, lrs=self.group_lrs(slice(r.lr/2/r.lr_mult, r.lr/2)).tolist())
     return self.fine_tune(e, base_lr=r.lr, freeze_epochs=fe, lr_mult=r.lr_mult)

@@ -60,8 +60,11 @@ class Recipe:
             raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {self.strategy!r}.")
         if self.strategy == 'features' and self.epochs:
             raise ValueError(f"strategy='features' trains only the classifier, for `freeze_epochs`, but epochs="
-                             f"{self.epochs} asks to train the body too. Set epochs=0, or strategy='partial', "
+                             f"{self.epochs} asks to train the body too. Set epochs=0 (--epochs 0), or strategy='partial', "
                              "'gradual' or 'full'.")
+        if self.strategy in ('partial', 'gradual') and not self.epochs:
+            raise ValueError(f"strategy={self.strategy!r} trains body groups, but epochs=0 gives them no epoch. "
+                             "Set epochs >= 1 (--epochs), or strategy='features' to train only the classifier.")
         for k in ('unfreeze', 'views'):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

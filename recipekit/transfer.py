@@ -176,6 +176,7 @@ def _unfreeze_top(learn, k:int):
     else: learn.freeze_to(-(1 + k))
 
 def _stage_lrs(lr, n_stages):
+    if isinstance(lr, np.ndarray): lr = lr.tolist()
     if isinstance(lr, (list, tuple)):
         if len(lr) != n_stages:
             raise ValueError(f"`lr` gives {len(lr)} head rate(s) for {n_stages} stages: give one per stage, or one "
@@ -201,7 +202,7 @@ def fit_gradual(self:Learner,
                ):
     "ULMFiT-style gradual unfreezing: one one-cycle fit per stage, unfreezing `groups` more groups each stage"
     epochs = [epochs] if isinstance(epochs, int) else list(epochs)
-    if not epochs or any(not isinstance(e, int) or e < 0 for e in epochs):
+    if not epochs or any(isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in epochs):
         raise ValueError(f"`epochs` must be epochs per stage (ints >= 0), got {epochs!r}.")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"`groups` must be an int >= 1, got {groups!r}.")
@@ -211,13 +212,18 @@ def fit_gradual(self:Learner,
     if isinstance(lr, slice):
         if decay is not None: raise ValueError("Give either `lr=slice(lo, hi)` or a `decay`, not both.")
         hi, lo = _check_lr(lr.stop, 'slice.stop'), _check_lr(lr.start if lr.start else lr.stop/100, 'slice.start')
+        if lo > hi: raise ValueError(f"`lr=slice(lo, hi)` needs lo <= hi (the lowest group's rate first), got {lr}.")
         lr, decay = hi, (lo/hi) ** (1/(n-1))
     lrs, decay = _stage_lrs(lr, len(epochs)), 0.5 if decay is None else decay
-    for i, (e, r) in enumerate(zip(epochs, lrs)):
-        _unfreeze_top(self, i*groups)
-        rates = layer_lrs(r, n, decay)
-        _log_stage(self, epochs=e, groups=_trainable_groups(self), lrs=rates.tolist())
-        if e: self.fit_one_cycle(e, rates, pct_start=0.99 if i == 0 else pct_start, div=25. if i == 0 else div, **kwargs)
+    self._staged = True
+    try:
+        for i, (e, r) in enumerate(zip(epochs, lrs)):
+            _unfreeze_top(self, i*groups)
+            rates = layer_lrs(r, n, decay)
+            _log_stage(self, epochs=e, groups=_trainable_groups(self), lrs=rates.tolist())
+            if e: self.fit_one_cycle(e, rates, pct_start=0.99 if i == 0 else pct_start, div=25. if i == 0 else div,
+                                     **kwargs)
+    finally: self._staged = False
     return self
 
 # %% ../nbs/10_transfer.ipynb #4935be0f
@@ -230,8 +236,14 @@ class GradualUnfreeze(Callback):
                 raise ValueError(f"`{k}` must be an int >= 1, got {v!r}.")
         store_attr()
     def before_fit(self):
+        if getattr(self.learn, '_staged', False) or isinstance(getattr(self.learn, 'stage_name', None), str):
+            raise ValueError("`GradualUnfreeze` schedules the unfreezing of one fit; `fit_gradual` and `fit_head` "
+                             "already decide what trains. Pass it in `cbs=` of a plain fit: "
+                             "`learn.fit_one_cycle(6, learn.group_lrs(1e-3, 0.5), cbs=GradualUnfreeze())`.")
         if self.learn.opt is None: self.learn.create_opt()
         _check_groups(self.learn); self.logged = True
+    def after_fit(self): # one fit's schedule: do not refreeze the next fit (`fine_tune`'s second one, say)
+        if self in self.learn.cbs: self.learn.remove_cb(self)
     def before_train(self): # only training epochs of a fit send this (`get_preds` sends `before_epoch` too)
         if self.epoch % self.every: return
         _unfreeze_top(self.learn, (self.epoch // self.every) * self.groups)
@@ -305,8 +317,11 @@ def _fingerprints(learn) -> dict:
     head = {id(p) for p in learn.model.get_classifier().parameters()}
     sums = [(float(p.detach().double().sum()), float(p.detach().double().abs().sum()))
             for p in learn.model.parameters() if id(p) not in head]
-    return dict(data=h((_items_text(learn.dls.train_ds) + '|' + _items_text(learn.dls.valid_ds)).encode()),
-                body=h(repr(sums).encode()))
+    dls = learn.dls
+    tf = [t.describe(0) + '|' + t.describe(1) if hasattr(t, 'describe') else repr(t)
+          for dl in (dls.train, dls.valid) for t in list(dl.after_item.fs) + list(dl.after_batch.fs)]
+    return dict(data=h((_items_text(dls.train_ds) + '|' + _items_text(dls.valid_ds)).encode()),
+                body=h(repr(sums).encode()), tfms=h(repr(tf).encode()))
 
 def _cache_info(learn, views, augment):
     m = learn.model
@@ -333,7 +348,8 @@ def _check_cache_dir(path, info):
         raise ValueError(f"The cache folder {str(path)!r} holds an incomplete or corrupt feature cache. "
                          "Delete the folder yourself, or pass another `path`.")
     if old != info:
-        what = {'data': 'other training or validation images', 'body': 'other body weights (trained since?)'}
+        what = {'data': 'other training or validation images', 'body': 'other body weights (trained since?)',
+                'tfms': 'other transforms (image size, crop, augmentation or normalization)'}
         diff = ', '.join(what.get(k, f"{k}: {old.get(k)!r} there, {v!r} now") for k, v in info.items()
                          if old.get(k) != v)
         raise ValueError(f"The cache folder {str(path)!r} holds features of other data or another body ({diff}); "
@@ -349,8 +365,11 @@ def _load_cache(p:Path) -> FeatureCache:
     except (ValueError, OSError) as e:
         raise ValueError(f"The cache folder {str(p)!r} holds an incomplete or corrupt feature cache ({e}). "
                          "Delete the folder yourself, or pass another `path`.") from None
-    if c.train.ndim != 3 or c.train.shape[1] != len(c.train_y) or len(c.valid) != len(c.valid_y):
-        raise ValueError(f"The cache folder {str(p)!r} holds arrays whose shapes do not fit together; it is corrupt. "
+    ok_y = lambda y: not y.is_floating_point() and (len(y) == 0 or int(y.min()) >= 0)
+    if (c.train.ndim != 3 or c.train.shape[1] != len(c.train_y) or len(c.valid) != len(c.valid_y) or
+        c.train.dtype != np.float32 or c.valid.dtype != np.float32 or not (ok_y(c.train_y) and ok_y(c.valid_y)) or
+        not (np.isfinite(c.train).all() and np.isfinite(c.valid).all())):
+        raise ValueError(f"The cache folder {str(p)!r} holds arrays of the wrong shapes, types or values; it is corrupt. "
                          "Delete the folder yourself, or pass another `path`.")
     return c
 
@@ -456,13 +475,18 @@ def fit_head(self:Learner,
             raise ValueError("`views`, `augment` and `path` say how to build a cache; with `cache=` given they would "
                              "be ignored. Pass one or the other.")
         if not _same_source(cache, self):
-            raise ValueError("This cache was built from other images or from other body weights than this "
-                             "learner's (the body may have trained since). Build a new one: `cache_features(learn)`.")
+            raise ValueError("This cache was built from other images, other transforms (size, crop, normalization) or "
+                             "other body weights than this learner's (the body may have trained since). Build a new "
+                             "one: `cache_features(learn)`.")
     else: # the learner's last cache, while it still fits and no other views are asked for
         kept = getattr(self, 'feature_cache', None)
         asked = views is not None or not augment or path is not None
         if kept is not None and not asked and _same_source(kept, self): cache = kept
         else:
+            meta = Path(path)/'features.json' if path is not None else None
+            if views is None and meta is not None and meta.is_file():
+                try: views = json.loads(meta.read_text()).get('views')
+                except json.JSONDecodeError: pass # `cache_features` says the folder is corrupt
             if views is None and augment and random_tfms(self.dls.train) and hasattr(self, 'recipe'):
                 views = self.recipe.views
             cache = cache_features(self, views=views, augment=augment, path=path)
@@ -473,6 +497,8 @@ def fit_head(self:Learner,
     finally:
         for c in cbs: fl.remove_cb(c); self.add_cb(c)
     self.model.get_classifier().to(next(self.model.parameters()).device)
+    for k in ('values', 'losses', 'lrs', 'iters', 'metric_names'): # `learn.recorder` shows the head's history
+        if hasattr(fl.recorder, k): setattr(self.recorder, k, getattr(fl.recorder, k))
     _log_stage(self, epochs=epochs, groups=1, lrs=[lr if lr is not None else self.lr], features=repr(cache))
     return fl
 

@@ -209,14 +209,14 @@ def test_choose_transfer_backbone_and_budget():
 
 def test_recipe_strategies_run(tmp_path):
     dls = image_dataloaders(make_colours(tmp_path), size=32, bs=4, augment='flip')
-    for strategy, stages in (('features', [1]), ('partial', [1, 3]), ('gradual', [1, 3, 5, 7, 9]), ('full', None)):
+    for strategy, stages in (('features', [1]), ('partial', [1, 3]), ('gradual', [1, 3, 5, 7, 9]), ('full', [1, 9])):
         r = Recipe(arch='tf_efficientnet_lite0', size=32, bs=4, strategy=strategy, views=2, unfreeze=2,
                    freeze_epochs=1, epochs=0 if strategy == 'features' else 4 if strategy == 'gradual' else 1,
                    norm_policy='group', layer_decay=0.5)
         learn = recipe_learner(dls, recipe=r)
         with learn.no_bar(), learn.no_logging(): learn.fit_recipe()
         got = [s['groups'] for s in getattr(learn, 'unfreeze_log', [])]
-        assert got == (stages or []), strategy
+        assert got == stages, strategy
 
 def test_recipe_validation():
     with pytest.raises(ValueError, match="strategy='features' trains only the classifier"):
@@ -278,7 +278,7 @@ def test_cache_from_other_images_or_trained_body_is_refused(tmp_path):
     other = _tiny(tmp_path/'b')  # the same counts, sizes, arch and weights: only the images differ
     with pytest.raises(ValueError, match='other training or validation images'):
         cache_features(other, path=tmp_path/'cache')
-    with pytest.raises(ValueError, match='built from other images or from other body weights'):
+    with pytest.raises(ValueError, match='built from other images, other transforms .* or other body weights'):
         other.fit_head(1, cache=c)
     with learn.no_bar(), learn.no_logging(): learn.fit_head(1, cache=c)  # same learner: fine
     learn.unfreeze()
@@ -299,3 +299,33 @@ def test_forced_strategy_gets_its_plan():
     r = choose_recipe(245, 2, probes=t, strategy='full')
     assert (r.strategy, r.freeze_epochs, r.epochs, r.norm_policy) == ('full', 1, 5, 'train')
     assert 'budget was not applied' in choose_transfer(245, 2, budget_s=10)['explanation']
+
+def test_cache_from_other_transforms_is_refused(tmp_path):
+    small = _tiny(tmp_path)
+    c = cache_features(small)
+    dls = image_dataloaders(make_colours(tmp_path, n=10), size=48, bs=16, augment='none',
+                            batch_tfms=[Normalize.from_stats([.5]*3, [.5]*3)])
+    torch.manual_seed(0)
+    big = Learner(dls, timm.create_model('resnet18', num_classes=2), loss_func=CrossEntropyLossFlat(),
+                  splitter=TimmSplitter())
+    with pytest.raises(ValueError, match=r'other transforms \(size, crop, normalization\)'): big.fit_head(1, cache=c)
+
+def test_gradual_unfreeze_is_one_fit_schedule(tmp_path):
+    learn = _tiny(tmp_path, bs=4)
+    with pytest.raises(ValueError, match='already decide what trains'):
+        with learn.no_bar(), learn.no_logging(): learn.fit_gradual([1, 1], cbs=GradualUnfreeze())
+    learn.add_cb(GradualUnfreeze())
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2, 1e-3)
+    assert not any(isinstance(c, GradualUnfreeze) for c in learn.cbs)  # gone after its fit: it cannot refreeze the next
+    with pytest.raises(ValueError, match='needs lo <= hi'): learn.fit_gradual([1], lr=slice(1e-3, 1e-5))
+
+def test_fit_head_history_and_corrupt_cache_values(tmp_path):
+    learn = _tiny(tmp_path)
+    with learn.no_bar(), learn.no_logging(): learn.fit_head(3, 1e-2, path=tmp_path/'c')
+    assert len(learn.recorder.values) == 3  # the head's epochs, on the learner's own recorder
+    np.save(tmp_path/'c'/'train_y.npy', np.full(16, -1))
+    with pytest.raises(ValueError, match='wrong shapes, types or values'): cache_features(learn, path=tmp_path/'c')
+
+def test_body_strategies_need_body_epochs():
+    with pytest.raises(ValueError, match=r"strategy='partial' trains body groups, but epochs=0"):
+        Recipe(strategy='partial', epochs=0)
