@@ -16,6 +16,7 @@ from .audit import *
 from .augment import *
 from .mix import *
 from .transfer import *
+from .schedule import *
 from .recipe import *
 from .learner import *
 from .runs import *
