@@ -23,6 +23,7 @@ from .recipe import Recipe
 from .audit import dataset_stats
 from .augment import aug_preset
 from .mix import MixUpCutMix
+from .schedule import NoDecay
 from .transfer import (random_tfms, TimmSplitter, FreezeNorm, frozen_norm_names, bf16_supported, _n_groups,
                                 _log_stage)
 
@@ -175,7 +176,7 @@ def recipe_learner(dls, # fastai `DataLoaders` of images and one category per im
     mixer = aug_preset(recipe.augment).mixer()
     if mixer and not any(isinstance(c, MixUpCutMix) for c in cbs): cbs.append(mixer)
     cbs = ([Precision('fp32' if precision == 'fp16' else precision, recipe.channels_last)] +
-           [FreezeNorm()]*keep_eval + cbs)
+           [FreezeNorm()]*keep_eval + [NoDecay()] + cbs)
     learn = Learner(dls, model, loss_func=loss, splitter=splitter, metrics=accuracy if metrics is None else metrics,
                     wd=recipe.wd, cbs=cbs, train_bn=not keep_eval, **kwargs)
     if precision == 'fp16': learn.to_fp16()

@@ -14,7 +14,7 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 
 # %% auto #0
-__all__ = ['warmup_cos_lr', 'WarmupCosine']
+__all__ = ['warmup_cos_lr', 'WarmupCosine', 'no_decay_names', 'NoDecay']
 
 # %% ../nbs/15_schedule.ipynb #6d08bc10
 def warmup_cos_lr(i:int, n:int, w:int, peak, start, floor):
@@ -65,3 +65,19 @@ def fit_warmup_cos(self:Learner,
     self.fit(n_epoch, lr=self.lr if lr_max is None else lr_max, cbs=[sched] + L(cbs), reset_opt=reset_opt, wd=wd)
     self.lr_trace = sched.trace
     return self
+
+# %% ../nbs/15_schedule.ipynb #741d8e1d
+def no_decay_names(model) -> set:
+    "Names of the parameters of `model` that get no weight decay: 1-D or fewer, biases, and `model.no_weight_decay()`"
+    from fnmatch import fnmatch
+    skip = set(model.no_weight_decay()) if hasattr(model, 'no_weight_decay') else set()
+    return {n for n, p in model.named_parameters()
+            if p.ndim <= 1 or n.endswith('.bias') or any(n == k or fnmatch(n, k) for k in skip)}
+
+class NoDecay(Callback):
+    "Switch off decoupled weight decay for `no_decay_names(model)` at the start of every fit"
+    order = -5 # before the first step
+    def before_fit(self):
+        names = no_decay_names(self.model)
+        for n, p in self.model.named_parameters():
+            if n in names: self.opt.state[p]['do_wd'] = False

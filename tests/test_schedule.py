@@ -58,3 +58,34 @@ def test_momentum_constant_and_bad_arguments():
     with pytest.raises(ValueError, match='`n_epoch` must be an int >= 1'): learn.fit_warmup_cos(0, 1e-3)
     with pytest.raises(ValueError, match='`final_div` must be >= 1'): WarmupCosine(final_div=0.5)
     assert warmup_cos_lr(0, 10, 0, 1.0, 0.01, 0.001) == 1.0  # no warm-up: the first step runs at the peak
+
+def test_no_decay_sets_of_convnext_and_vit():
+    import timm
+    from recipekit.schedule import no_decay_names
+    cnx = timm.create_model('convnext_atto', num_classes=3)
+    names = no_decay_names(cnx)
+    expected = {n for n, p in cnx.named_parameters() if p.ndim <= 1}  # norms (LayerNorm), biases, layer scales
+    assert names == expected and 'stem.1.weight' in names and 'stages.0.blocks.0.gamma' in names
+    assert 'stages.0.blocks.0.conv_dw.weight' not in names
+    vit = timm.create_model('vit_tiny_patch16_224', num_classes=3)
+    names = no_decay_names(vit)
+    assert names == {n for n, p in vit.named_parameters() if p.ndim <= 1} | {'pos_embed', 'cls_token'}
+
+def test_no_decay_callback_really_skips_decay():
+    from recipekit.schedule import NoDecay
+    from fastai.optimizer import Adam
+    torch.manual_seed(0)
+    xy = [(torch.randn(4, 6, 6), i % 2) for i in range(8)]
+    dls = DataLoaders(DataLoader(xy, bs=8, drop_last=True), DataLoader(xy, bs=8))
+    model = nn.Sequential(nn.Conv2d(4, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(64, 2))
+    learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), opt_func=Adam, wd=0.5, cbs=NoDecay())
+    class ZeroGrad(Callback):  # weight decay only: every gradient is zero
+        def before_step(self):
+            for p in self.model.parameters(): p.grad.zero_()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, lr=0.1, cbs=ZeroGrad())
+    after = dict(model.named_parameters())
+    for n in ('1.weight', '1.bias', '0.bias', '3.bias'):  # GroupNorm (fastai's rule misses it) and biases
+        assert torch.equal(after[n], before[n]), n
+    for n in ('0.weight', '3.weight'):
+        torch.testing.assert_close(after[n], before[n] * (1 - 0.1 * 0.5))  # decayed once, decoupled
