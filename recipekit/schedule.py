@@ -78,6 +78,7 @@ class NoDecay(Callback):
     "Switch off decoupled weight decay for `no_decay_names(model)` at the start of every fit"
     order = -5 # before the first step
     def before_fit(self):
+        if self.opt is None: return # `get_preds` and `validate` send `before_fit` too
         names = no_decay_names(self.model)
         for n, p in self.model.named_parameters():
             if n in names: self.opt.state[p]['do_wd'] = False

@@ -89,3 +89,10 @@ def test_no_decay_callback_really_skips_decay():
         assert torch.equal(after[n], before[n]), n
     for n in ('0.weight', '3.weight'):
         torch.testing.assert_close(after[n], before[n] * (1 - 0.1 * 0.5))  # decayed once, decoupled
+
+def test_no_decay_before_any_fit():
+    from recipekit.schedule import NoDecay
+    xy = [(torch.randn(4), i % 2) for i in range(8)]
+    learn = Learner(DataLoaders(DataLoader(xy, bs=4), DataLoader(xy, bs=4)), nn.Linear(4, 2),
+                    loss_func=nn.CrossEntropyLoss(), cbs=NoDecay())
+    with learn.no_bar(): assert len(learn.validate()) == 1  # validate sends before_fit before any optimizer exists
