@@ -24,7 +24,7 @@ from .audit import dataset_stats
 from .augment import aug_preset
 from .mix import MixUpCutMix
 from .schedule import NoDecay
-from .transfer import (random_tfms, TimmSplitter, FreezeNorm, frozen_norm_names, bf16_supported, _n_groups,
+from .transfer import (TimmSplitter, FreezeNorm, frozen_norm_names, bf16_supported, _n_groups,
                                 _log_stage)
 
 # %% auto #0
@@ -201,9 +201,7 @@ def fit_recipe(self:Learner, epochs:int|None=None, freeze_epochs:int|None=None):
     set_seed(r.seed)
     n = _n_groups(self)
     decay = r.layer_decay or (1/r.lr_mult) ** (1/max(n - 1, 1))
-    if r.strategy == 'features':
-        views = r.views if random_tfms(self.dls.train) else None
-        return self.fit_head(fe, r.lr, views=views, pct_start=0.25)
+    if r.strategy == 'features': return self.fit_head(fe, r.lr, pct_start=0.25) # the recipe's views if tfms are random
     if r.strategy == 'partial': return self.fit_gradual([fe, e], [r.lr, r.lr/2], groups=r.unfreeze, decay=decay)
     if r.strategy == 'gradual':
         stages, groups = gradual_stages(fe, e, n - 1, r.unfreeze)

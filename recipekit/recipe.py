@@ -156,7 +156,7 @@ def choose_recipe(n_train:int, # training images
         r = r.replace(strategy='full', freeze_epochs=0, epochs=max(r.epochs + r.freeze_epochs, 1), norm_policy='train')
         r.reasons.append("random init: no frozen stage (a random body has nothing to keep), trainable norm layers")
     if r.strategy == 'features' and overrides.get('epochs') and 'strategy' not in overrides:
-        r = r.replace(strategy='full', freeze_epochs=min(r.freeze_epochs, 4), lr=r.lr, norm_policy='frozen')
+        r = r.replace(strategy='full', freeze_epochs=min(r.freeze_epochs, 4), norm_policy='frozen')
         r.reasons.append(f"epochs={overrides['epochs']} asks to train the body: strategy 'full' instead of 'features'")
     st = overrides.get('strategy', r.strategy)
     n_epochs = (overrides.get('views', r.views) if st == 'features' else  # cached views are what the body sees

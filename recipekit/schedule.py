@@ -6,12 +6,12 @@ Docs: https://recipekit.github.io/recipekit/schedule.html.md"""
 
 # %% ../nbs/15_schedule.ipynb #254aa0be
 from __future__ import annotations
-import math
 import numpy as np
 from fastcore.basics import patch, store_attr
 from fastcore.foundation import L
 from fastai.learner import Learner
 from fastai.callback.core import Callback
+from fastai.callback.schedule import SchedLin, SchedCos
 
 # %% auto #0
 __all__ = ['warmup_cos_lr', 'WarmupCosine', 'no_decay_names', 'NoDecay']
@@ -19,9 +19,8 @@ __all__ = ['warmup_cos_lr', 'WarmupCosine', 'no_decay_names', 'NoDecay']
 # %% ../nbs/15_schedule.ipynb #6d08bc10
 def warmup_cos_lr(i:int, n:int, w:int, peak, start, floor):
     "The rate (or per-group rates) at step `i` of `n`: linear from `start` to `peak` over `w` steps, then cosine to `floor`"
-    if i <= w: return start + (peak - start) * (i / w if w else 1.)
-    if n - 1 <= w: return peak
-    return floor + (peak - floor) * (1 + math.cos(math.pi * (i - w) / (n - 1 - w))) / 2
+    if i <= w: return SchedLin(start, peak)(i / w if w else 1.)
+    return peak if n - 1 <= w else SchedCos(peak, floor)((i - w) / (n - 1 - w)) # fastai's annealers, our step count
 
 class WarmupCosine(Callback):
     "Linear warm-up for `warmup_epochs`, then cosine decay to `peak/final_div`, set per batch and per parameter group"

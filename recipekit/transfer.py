@@ -16,6 +16,7 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
+from fastai.torch_core import even_mults
 from timm.models import group_parameters
 
 # %% auto #0
@@ -86,8 +87,7 @@ def group_lrs(self:Learner, lr:float|slice, decay:float|None=None) -> np.ndarray
         if decay is not None: raise ValueError("Give either a `slice(lo, hi)` or a `decay`, not both.")
         hi = _check_lr(lr.stop, 'slice.stop')
         if lr.start is None: return np.array([hi/10]*(n-1) + [hi])  # fastai's meaning of slice(hi)
-        lo = _check_lr(lr.start, 'slice.start')
-        return np.array([hi]) if n == 1 else hi * (lo/hi) ** np.linspace(1, 0, n)
+        return np.array(even_mults(_check_lr(lr.start, 'slice.start'), hi, n)) # fastai's spread of slice(lo, hi)
     return layer_lrs(lr, n, 1.0 if decay is None else decay)
 
 # %% ../nbs/10_transfer.ipynb #e32dfb9e
@@ -211,7 +211,9 @@ def fit_gradual(self:Learner,
     n = _n_groups(self)
     if isinstance(lr, slice):
         if decay is not None: raise ValueError("Give either `lr=slice(lo, hi)` or a `decay`, not both.")
-        hi, lo = _check_lr(lr.stop, 'slice.stop'), _check_lr(lr.start if lr.start else lr.stop/100, 'slice.start')
+        if lr.start is None: raise ValueError("`fit_gradual` needs both ends of the slice: `slice(lo, hi)`, the lowest "
+                                              "group's rate and the head's.")
+        hi, lo = _check_lr(lr.stop, 'slice.stop'), _check_lr(lr.start, 'slice.start')
         if lo > hi: raise ValueError(f"`lr=slice(lo, hi)` needs lo <= hi (the lowest group's rate first), got {lr}.")
         lr, decay = hi, (lo/hi) ** (1/(n-1))
     lrs, decay = _stage_lrs(lr, len(epochs)), 0.5 if decay is None else decay
@@ -279,7 +281,11 @@ def extract_features(model:nn.Module, dl, dtype=None, out=None) -> tuple:
         for xb, yb in dl:
             with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
                 f = pre_logits(model, xb.to(dev).contiguous(memory_format=torch.channels_last)).float().cpu()
-            if out is not None: out[i:i+len(f)] = f.numpy()
+            if out is not None:
+                if f.shape[1:] != out.shape[1:]:
+                    raise ValueError(f"The body gives features of shape {tuple(f.shape[1:])}, not the {tuple(out.shape[1:])} "
+                                     "its `num_features` announce; recipekit cannot cache this model.")
+                out[i:i+len(f)] = f.numpy()
             else: feats.append(f)
             ys.append(torch.as_tensor(np.asarray(yb.cpu()))); i += len(f) # plain tensors, not fastai's types
     finally: model.train(was)
@@ -311,12 +317,12 @@ def _items_text(ds) -> str:
     return '\n'.join(map(str, it))
 
 def _fingerprints(learn) -> dict:
-    "Short hashes of the training and validation items (with labels) and of the body's weights"
+    "Short hashes of the training and validation items (with labels), the transforms and the body's weights and buffers"
     import hashlib
     h = lambda b: hashlib.sha1(b).hexdigest()[:16]
     head = {id(p) for p in learn.model.get_classifier().parameters()}
-    sums = [(float(p.detach().double().sum()), float(p.detach().double().abs().sum()))
-            for p in learn.model.parameters() if id(p) not in head]
+    body = [t for t in list(learn.model.parameters()) + list(learn.model.buffers()) if id(t) not in head]
+    sums = [(float(t.detach().double().sum()), float(t.detach().double().abs().sum())) for t in body] # BN stats too
     dls = learn.dls
     tf = [t.describe(0) + '|' + t.describe(1) if hasattr(t, 'describe') else repr(t)
           for dl in (dls.train, dls.valid) for t in list(dl.after_item.fs) + list(dl.after_batch.fs)]
@@ -398,7 +404,7 @@ def cache_features(learn:Learner, # a learner whose model is a timm model
     t0 = time.time()
     src = dls.train.new(shuffle=False, drop_last=False) # dataset order, every item
     if not augment: src = dls.valid.new(dataset=dls.train_ds, shuffle=False, drop_last=False)
-    dim = pre_logits(learn.model.eval(), dls.one_batch()[0][:1]).shape[1]
+    dim = getattr(learn.model, 'head_hidden_size', None) or learn.model.num_features # what `pre_logits` returns
     if path is not None:
         p = Path(path); p.mkdir(parents=True, exist_ok=True)
         tr = np.lib.format.open_memmap(p/'train.npy', 'w+', np.float32, (views, len(dls.train_ds), dim))
@@ -425,8 +431,8 @@ class _CycleViews(Callback):
     def before_epoch(self):
         ds = self.dls.train.dataset; ds.view = self.epoch % ds.x.shape[0]
 
-def feature_learner(learn:Learner, cache:FeatureCache) -> Learner:
-    "A `Learner` that trains `learn`'s classifier on `cache`, with `learn`'s loss, optimizer and metrics"
+def feature_learner(learn:Learner, cache:FeatureCache, cbs=()) -> Learner:
+    "A `Learner` that trains `learn`'s classifier on `cache`, with `learn`'s loss, optimizer, metrics and `cbs`"
     model = learn.model
     check_timm_head(model)
     dl = learn.dls.train
@@ -434,10 +440,8 @@ def feature_learner(learn:Learner, cache:FeatureCache) -> Learner:
     train = DataLoader(_Features(cache.train, cache.train_y), bs=dl.bs, shuffle=True, drop_last=dl.drop_last, device=dev)
     valid = DataLoader(_Features(cache.valid, cache.valid_y), bs=learn.dls.valid.bs, device=dev)
     head = nn.Sequential(nn.Dropout(getattr(model, 'drop_rate', 0.) or 0.), model.get_classifier())
-    cbs = [c for c in learn.cbs if getattr(c, 'on_features', False)]
-    for c in cbs: learn.remove_cb(c)
     fl = Learner(DataLoaders(train, valid, device=dev), head, loss_func=learn.loss_func, opt_func=learn.opt_func,
-                 lr=learn.lr, wd=learn.wd, wd_bn_bias=learn.wd_bn_bias, metrics=learn.metrics, cbs=[_CycleViews()] + cbs,
+                 lr=learn.lr, wd=learn.wd, wd_bn_bias=learn.wd_bn_bias, metrics=learn.metrics, cbs=[_CycleViews()] + list(cbs),
                  moms=learn.moms)
     fl.stage_name = 'features'
     if not hasattr(learn, 'progress') and hasattr(fl, 'progress'): fl.remove_cb(fl.progress) # inside `no_bar()`
@@ -491,8 +495,9 @@ def fit_head(self:Learner,
                 views = self.recipe.views
             cache = cache_features(self, views=views, augment=augment, path=path)
     self.feature_cache = cache
-    cbs = [c for c in self.cbs if getattr(c, 'on_features', False)]
-    fl = feature_learner(self, cache) # takes the `on_features` callbacks along
+    cbs = [c for c in self.cbs if getattr(c, 'on_features', False)] # follow the head to the feature learner
+    for c in cbs: self.remove_cb(c)
+    fl = feature_learner(self, cache, cbs)
     try: getattr(fl, fit)(epochs, lr if lr is not None else self.lr, **kwargs)
     finally:
         for c in cbs: fl.remove_cb(c); self.add_cb(c)
@@ -555,7 +560,7 @@ def probe_backbones(source, # folder, CSV or `ImageSource`, as for `image_datalo
     rkw = {k: kwargs.pop(k) for k in ('label_col', 'group_col') if k in kwargs}
     src = source if isinstance(source, ImageSource) else read_source(source, strict=False, **rkw)
     if max_per_class: src = probe_source(src, max_per_class, valid_pct, seed)
-    rows = []
+    rows, kwargs = [], {'check': True, **kwargs}
     for arch, size in cands:
         try: model = create_backbone(arch, pretrained=True, n_out=2)
         except ValueError as e:
@@ -563,6 +568,7 @@ def probe_backbones(source, # folder, CSV or `ImageSource`, as for `image_datalo
                              note=str(e).splitlines()[0])); continue
         dls = image_dataloaders(src, size=size, bs=bs, valid_pct=valid_pct, seed=seed, augment='none',
                                 batch_tfms=[Normalize.from_stats(*norm_stats(model))], **kwargs)
+        kwargs['check'] = False # the files were checked for the first candidate
         dl = dls.valid.new(dataset=dls.train_ds, shuffle=False, drop_last=False)
         model.to(dls.device or 'cpu').to(memory_format=torch.channels_last)
         t0 = time.time(); x, y = extract_features(model, dl, dtype); dt = (time.time() - t0)/len(y)
@@ -609,14 +615,6 @@ def _run_seconds(plan, n_train, n_valid, sec):
     if plan['strategy'] == 'features': return sec * (plan['views'] * n_train + n_valid)
     return sec * (plan['freeze_epochs'] + plan['epochs']) * (3 * n_train + n_valid)
 
-def _forced(strategy, f):
-    "`_strategy` unless the user forced one"
-    if strategy is None: return f
-    def g(per_class, sep):
-        if strategy not in STRATEGIES: raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {strategy!r}.")
-        return strategy, "the strategy was set by the user"
-    return g
-
 PROBE_COLUMNS = ('arch', 'size', 'probe', 'separation', 'sec_per_image', 'note')
 
 def choose_transfer(n_train:int, # training images
@@ -637,7 +635,9 @@ def choose_transfer(n_train:int, # training images
         raise ValueError(f"`probes` must be the table `probe_backbones` returns (columns {list(PROBE_COLUMNS)}), "
                          f"got {type(probes).__name__}" + (f" with columns {list(probes.columns)}"
                                                            if isinstance(probes, pd.DataFrame) else '') + '.')
-    decide = _forced(strategy, _strategy)
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {strategy!r}.")
+    decide = _strategy if strategy is None else lambda pc, sep: (strategy, "the strategy was set by the user")
     per_class = n_train / n_classes
     ok = probes[probes.probe.notna()] if probes is not None else None
     if ok is None or not len(ok):

@@ -213,10 +213,15 @@ def test_recipe_strategies_run(tmp_path):
         r = Recipe(arch='tf_efficientnet_lite0', size=32, bs=4, strategy=strategy, views=2, unfreeze=2,
                    freeze_epochs=1, epochs=0 if strategy == 'features' else 4 if strategy == 'gradual' else 1,
                    norm_policy='group', layer_decay=0.5)
-        learn = recipe_learner(dls, recipe=r)
+        learn = recipe_learner(dls, recipe=r, cbs=EpochLog())  # measures what really trained, epoch by epoch
+        stem = learn.model.conv_stem.weight.clone()
         with learn.no_bar(), learn.no_logging(): learn.fit_recipe()
-        got = [s['groups'] for s in getattr(learn, 'unfreeze_log', [])]
-        assert got == stages, strategy
+        rows = learn.epoch_log.rows
+        per_stage = [rows[0]['groups']] + [b['groups'] for a, b in zip(rows, rows[1:]) if b['groups'] != a['groups']]
+        assert per_stage == stages, strategy
+        assert [s['groups'] for s in learn.unfreeze_log] == stages, strategy  # what the run folder records
+        assert len(rows) == r.freeze_epochs + r.epochs, strategy
+        assert torch.equal(stem, learn.model.conv_stem.weight) == (stages[-1] < 9), strategy  # the stem trains iff all do
 
 def test_recipe_validation():
     with pytest.raises(ValueError, match="strategy='features' trains only the classifier"):
@@ -329,3 +334,13 @@ def test_fit_head_history_and_corrupt_cache_values(tmp_path):
 def test_body_strategies_need_body_epochs():
     with pytest.raises(ValueError, match=r"strategy='partial' trains body groups, but epochs=0"):
         Recipe(strategy='partial', epochs=0)
+
+def test_kept_cache_is_rebuilt_when_norm_statistics_move(tmp_path):
+    learn = _tiny(tmp_path, bs=4, train_bn=False)  # no FreezeNorm: frozen BN layers still update their statistics
+    with learn.no_bar(), learn.no_logging(): learn.fit_head(1, 1e-2)
+    first = learn.feature_cache
+    learn.freeze()
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 1e-3)  # only the head's weights and BN buffers move
+    with learn.no_bar(), learn.no_logging(): learn.fit_head(1, 1e-2)
+    assert learn.feature_cache is not first and not np.array_equal(learn.feature_cache.valid, first.valid)
+    with pytest.raises(ValueError, match=r'needs both ends of the slice'): learn.fit_gradual([1], lr=slice(1e-3))
